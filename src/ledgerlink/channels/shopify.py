@@ -1,0 +1,651 @@
+"""Shopify (Admin REST API): pull changed orders page by page and parse them into `Order`.
+
+Shopify's own sums are the truth we must reproduce: lines carry their discounts as `discount_allocations`
+(pointing into `discount_applications`), taxes are itemised per line and per shipping line, and
+`total_price` = Σ line (price × quantity − allocations) + Σ shipping discounted_price + tax (+ tip).
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable, Iterator, Mapping, Sequence
+from datetime import UTC, datetime
+from decimal import Decimal, InvalidOperation
+from typing import Any, ClassVar
+from urllib.parse import parse_qs, urlsplit
+
+import httpx
+from pydantic import BaseModel, ConfigDict, Field, SecretStr, field_validator
+
+from ledgerlink.channels.base import ChannelPage, Cursor, Window, register_channel
+from ledgerlink.domain.errors import MappingError, NeedsUserError, PermanentError, RetryableError
+from ledgerlink.domain.money import ZERO, cents, parse_money, parse_quantity, total
+from ledgerlink.domain.order import (
+    Address,
+    Customer,
+    Discount,
+    Fee,
+    Order,
+    OrderLine,
+    Payment,
+    Refund,
+    RefundLine,
+    ShippingLine,
+    TaxLine,
+    Totals,
+)
+from ledgerlink.http import Action, classify_status, new_client, retry_after_seconds
+
+PAGE_LIMIT = 250
+MAX_THROTTLED_TRIES = 8
+MAX_FAILED_TRIES = 5
+CALL_LIMIT_HEADER = "X-Shopify-Shop-Api-Call-Limit"
+# Slow down once this share of the bucket is used, so that bursts of other apps on the shop still fit.
+BUCKET_HEADROOM = 0.8
+RECONNECT_MESSAGE = "Shopify refused the access token: reconnect the store"
+
+
+class ShopifyConfig(BaseModel):
+    """How to reach one Shopify store; the connection wizard renders these fields."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    shop: str = Field(
+        description="The store's myshopify.com domain, e.g. my-store.myshopify.com",
+        min_length=1,
+    )
+    access_token: SecretStr = Field(
+        description="Admin API access token of the store's custom app (needs the read_orders scope)",
+        json_schema_extra={"secret": True},
+    )
+    api_version: str = Field(
+        default="2025-01",
+        description="Shopify Admin API version, e.g. 2025-01",
+        pattern=r"^(\d{4}-\d{2}|unstable)$",
+    )
+    base_url: str | None = Field(
+        default=None,
+        description="Where to send requests instead of https://<shop> (the local sandbox); leave empty",
+    )
+
+    @field_validator("shop")
+    @classmethod
+    def _bare_domain(cls, value: str) -> str:
+        # People paste the admin URL; keep only the host.
+        host = value.strip().lower().removeprefix("https://").removeprefix("http://")
+        return host.split("/", 1)[0]
+
+    @property
+    def api_root(self) -> str:
+        """`…/admin/api/<version>` on the store (or the sandbox)."""
+        base = (self.base_url or f"https://{self.shop}").rstrip("/")
+        return f"{base}/admin/api/{self.api_version}"
+
+
+@register_channel
+class ShopifyChannel:
+    """The Shopify adapter: `pull` reads `orders.json` by `updated_at`; `parse` maps one order, purely."""
+
+    kind: ClassVar[str] = "shopify"
+    # Typed as the `Channel` protocol declares it; the adapter itself works with `ShopifyConfig`.
+    Config: ClassVar[type[BaseModel]] = ShopifyConfig
+
+    def __init__(
+        self,
+        config: BaseModel | Mapping[str, Any],
+        *,
+        client: httpx.Client | None = None,
+        sleep: Callable[[float], None] = time.sleep,
+        leak_per_second: float = 2.0,
+    ) -> None:
+        if isinstance(config, ShopifyConfig):
+            self.config = config
+        elif isinstance(config, BaseModel):
+            self.config = ShopifyConfig.model_validate(config.model_dump())
+        else:
+            self.config = ShopifyConfig.model_validate(config)
+        self._owns_client = client is None
+        self._client = client if client is not None else new_client()
+        self._sleep = sleep
+        # The shop plan's leak rate (2/s standard, 4 Advanced, 20 Plus); only used to pace before a 429.
+        self._leak_per_second = leak_per_second
+
+    # -- pull -------------------------------------------------------------------------------------------
+
+    def pull(self, cursor: Cursor | None, window: Window) -> Iterator[ChannelPage]:
+        """Orders updated since `cursor` (inclusive, so the boundary order comes again), oldest first.
+
+        With `window.order_numbers`, fetches exactly those orders by name instead and leaves the cursor alone.
+        """
+        if window.order_numbers:
+            for number in window.order_numbers:
+                params = {"status": "any", "name": number.lstrip("#"), "limit": str(PAGE_LIMIT)}
+                for orders in self._pages(params):
+                    yield ChannelPage(orders=orders, next_cursor=None)
+            return
+        params = {"status": "any", "order": "updated_at asc", "limit": str(PAGE_LIMIT)}
+        if cursor is not None:
+            params["updated_at_min"] = _iso(cursor.updated_at)
+        if window.created_from is not None:
+            params["created_at_min"] = _iso(window.created_from)
+        if window.created_to is not None:
+            params["created_at_max"] = _iso(window.created_to)
+        position = cursor
+        for orders in self._pages(params):
+            position = _last_position(orders) or position
+            yield ChannelPage(orders=orders, next_cursor=position)
+
+    def _pages(self, params: dict[str, str]) -> Iterator[list[dict[str, Any]]]:
+        url: str | None = f"{self.config.api_root}/orders.json"
+        query: dict[str, str] | None = params
+        while url is not None:
+            response = self._get(url, query)
+            orders = _json_list(response, "orders")
+            for order in orders:
+                if order.get("financial_status") == "partially_paid" and "id" in order:
+                    # Only here does the order alone not say how much was captured.
+                    order["transactions"] = self._transactions(order["id"])
+            yield orders
+            url = _next_link(response)
+            # The next link already carries page_info and limit; Shopify refuses any other filter with it.
+            query = None
+
+    def _transactions(self, order_id: object) -> list[dict[str, Any]]:
+        response = self._get(f"{self.config.api_root}/orders/{order_id}/transactions.json", None)
+        return _json_list(response, "transactions")
+
+    def _get(self, url: str, params: Mapping[str, str] | None) -> httpx.Response:
+        """GET with Shopify's rate limit respected and passing faults retried a bounded number of times."""
+        headers = {"X-Shopify-Access-Token": self.config.access_token.get_secret_value()}
+        throttled = failed = 0
+        while True:
+            try:
+                response = self._client.get(url, params=params, headers=headers)
+            except httpx.TransportError as exc:
+                failed += 1
+                if failed >= MAX_FAILED_TRIES:
+                    raise RetryableError(f"Shopify did not answer: {exc}", retry_after=30.0) from exc
+                self._sleep(_backoff(failed))
+                continue
+            action = classify_status(response.status_code)
+            if action is Action.OK:
+                self._pace(response)
+                return response
+            if action is Action.RATE_LIMITED:
+                throttled += 1
+                wait = retry_after_seconds(response, 2.0)
+                if throttled >= MAX_THROTTLED_TRIES:
+                    raise RetryableError("Shopify kept throttling the requests", retry_after=wait)
+                self._sleep(wait)
+                continue
+            if action in {Action.RETRY, Action.UNKNOWN_OUTCOME}:
+                # A read changes nothing, so an unknown outcome is just another retry.
+                failed += 1
+                if failed >= MAX_FAILED_TRIES:
+                    raise RetryableError(
+                        f"Shopify answered {response.status_code}: {_error_text(response)}", retry_after=30.0
+                    )
+                self._sleep(_backoff(failed))
+                continue
+            if action is Action.REFRESH_TOKEN:
+                raise NeedsUserError(RECONNECT_MESSAGE, action="reconnect")
+            raise PermanentError(
+                f"Shopify refused {urlsplit(url).path}: {response.status_code} {_error_text(response)}",
+                code=str(response.status_code),
+            )
+
+    def _pace(self, response: httpx.Response) -> None:
+        """Wait before the next call when the leaky bucket is nearly full, instead of running into 429s."""
+        raw = response.headers.get(CALL_LIMIT_HEADER, "")
+        used, _, size = raw.partition("/")
+        try:
+            level, capacity = int(used), int(size)
+        except ValueError:
+            return
+        threshold = int(capacity * BUCKET_HEADROOM)
+        if capacity > 0 and level >= threshold:
+            self._sleep((level - threshold + 1) / self._leak_per_second)
+
+    def close(self) -> None:
+        """Release the HTTP client (only if this adapter made it)."""
+        if self._owns_client:
+            self._client.close()
+
+    # -- parse ------------------------------------------------------------------------------------------
+
+    def parse(self, raw: Mapping[str, Any]) -> Order:
+        """Pure: one Shopify order (bare or wrapped in {"order": …}) to an `Order`."""
+        return parse_order(raw)
+
+
+def parse_order(raw: Mapping[str, Any]) -> Order:
+    """Map a Shopify REST order to an `Order`; every bad field raises `MappingError` naming its JSON path."""
+    if not isinstance(raw, Mapping):
+        raise MappingError(f"expected an order object, got {type(raw).__name__}")
+    if "order" in raw and isinstance(raw["order"], Mapping):
+        raw = raw["order"]
+    label = _label(raw)
+    try:
+        return _Parser(raw, label).order()
+    except MappingError:
+        raise
+    except (KeyError, ValueError, TypeError, AttributeError, InvalidOperation) as exc:
+        # A shape we did not foresee: still a MappingError, so the order is parked, not the sync crashed.
+        raise MappingError(f"unexpected order shape: {exc}", order=label) from exc
+
+
+def _label(raw: Mapping[str, Any]) -> str | None:
+    for key in ("order_number", "name", "id"):
+        value = raw.get(key)
+        if value not in (None, ""):
+            return str(value).lstrip("#")
+    return None
+
+
+class _Parser:
+    """One order's mapping; holds the order label so every error names it."""
+
+    def __init__(self, raw: Mapping[str, Any], label: str | None) -> None:
+        self.raw = raw
+        self.label = label
+
+    def fail(self, message: str, field: str) -> MappingError:
+        return MappingError(message, order=self.label, field=field)
+
+    # -- small readers --
+
+    def obj(self, value: object, field: str) -> Mapping[str, Any]:
+        if not isinstance(value, Mapping):
+            raise self.fail(f"expected an object, got {value!r}", field)
+        return value
+
+    def optional_obj(self, value: object, field: str) -> Mapping[str, Any]:
+        return {} if value is None else self.obj(value, field)
+
+    def items(self, value: object, field: str) -> list[Mapping[str, Any]]:
+        if value is None:
+            return []
+        if not isinstance(value, list):
+            raise self.fail(f"expected a list, got {value!r}", field)
+        return [self.obj(item, f"{field}[{index}]") for index, item in enumerate(value)]
+
+    def ident(self, value: object, field: str) -> str:
+        if value is None or value == "" or isinstance(value, bool) or not isinstance(value, str | int):
+            raise self.fail(f"expected an id, got {value!r}", field)
+        return str(value)
+
+    def text(self, value: object) -> str:
+        return "" if value is None else str(value).strip()
+
+    def money(self, value: object, field: str) -> Decimal:
+        return parse_money(value, order=self.label, field=field)
+
+    def rate(self, value: object, field: str) -> Decimal:
+        if value is None or value == "":
+            return ZERO
+        if isinstance(value, bool) or not isinstance(value, str | int | float | Decimal):
+            raise self.fail(f"expected a tax rate, got {value!r}", field)
+        try:
+            rate = Decimal(str(value))
+        except InvalidOperation:
+            raise self.fail(f"expected a tax rate, got {value!r}", field) from None
+        if not rate.is_finite() or rate < 0:
+            raise self.fail(f"expected a tax rate, got {value!r}", field)
+        return rate
+
+    def flag(self, value: object, field: str, default: bool) -> bool:
+        if value is None:
+            return default
+        if not isinstance(value, bool):
+            raise self.fail(f"expected true or false, got {value!r}", field)
+        return value
+
+    def moment(self, value: object, field: str) -> datetime:
+        if not isinstance(value, str) or not value:
+            raise self.fail(f"expected a timestamp, got {value!r}", field)
+        try:
+            parsed = datetime.fromisoformat(value)
+        except ValueError:
+            raise self.fail(f"expected an ISO 8601 timestamp, got {value!r}", field) from None
+        # Shopify always sends an offset; an old export without one is read as UTC rather than refused.
+        return parsed if parsed.tzinfo is not None else parsed.replace(tzinfo=UTC)
+
+    def optional_moment(self, value: object, field: str) -> datetime | None:
+        return None if value in (None, "") else self.moment(value, field)
+
+    # -- the order --
+
+    def order(self) -> Order:
+        raw = self.raw
+        order_id = self.ident(raw.get("id"), "id")
+        number = self.label or order_id
+        created_at = self.moment(raw.get("created_at"), "created_at")
+        updated_raw = raw.get("updated_at")
+        updated_at = created_at if updated_raw in (None, "") else self.moment(updated_raw, "updated_at")
+        currency = self.text(raw.get("currency")).upper()
+        if len(currency) != 3:
+            raise self.fail(f"expected a 3-letter currency code, got {raw.get('currency')!r}", "currency")
+
+        applications = self.items(raw.get("discount_applications"), "discount_applications")
+        used: set[int] = set()
+        lines = tuple(
+            self.line(item, f"line_items[{index}]", applications, used)
+            for index, item in enumerate(self.items(raw.get("line_items"), "line_items"))
+        )
+        shipping = tuple(
+            self.shipping(item, f"shipping_lines[{index}]", applications, used)
+            for index, item in enumerate(self.items(raw.get("shipping_lines"), "shipping_lines"))
+        )
+        # Orders from before allocations existed carry their discounts in `total_discount` per line;
+        # their applications are then already counted and must not come back as order-level discounts.
+        allocated = all("discount_allocations" in item for item in self.items(raw.get("line_items"), "line_items"))
+        order_discounts = self.unallocated(applications, used, lines) if allocated else ()
+
+        fees: list[Fee] = []
+        tip = self.money(raw.get("total_tip_received"), "total_tip_received")
+        if tip > 0:
+            fees.append(Fee(name="Tip", amount=tip))
+
+        billing = self.address(raw.get("billing_address"), "billing_address")
+        return Order(
+            channel="shopify",
+            channel_order_id=order_id,
+            number=number,
+            created_at=created_at,
+            updated_at=updated_at,
+            cancelled_at=self.optional_moment(raw.get("cancelled_at"), "cancelled_at"),
+            currency=currency,
+            financial_status=self.text(raw.get("financial_status")),
+            fulfillment_status=self.text(raw.get("fulfillment_status")),
+            taxes_included=self.flag(raw.get("taxes_included"), "taxes_included", False),
+            customer=self.customer(billing),
+            billing_address=billing,
+            shipping_address=self.address(raw.get("shipping_address"), "shipping_address"),
+            lines=lines,
+            shipping_lines=shipping,
+            order_discounts=order_discounts,
+            fees=tuple(fees),
+            payments=self.payments(),
+            refunds=tuple(
+                self.refund(item, f"refunds[{index}]")
+                for index, item in enumerate(self.items(raw.get("refunds"), "refunds"))
+            ),
+            totals=Totals(
+                subtotal=self.money(raw.get("subtotal_price"), "subtotal_price"),
+                shipping=total(s.net for s in shipping),
+                discounts=self.money(raw.get("total_discounts"), "total_discounts"),
+                tax=self.money(raw.get("total_tax"), "total_tax"),
+                total=self.required_money(raw.get("total_price"), "total_price"),
+            ),
+            note=self.text(raw.get("note")),
+            tags=tuple(tag.strip() for tag in self.text(raw.get("tags")).split(",") if tag.strip()),
+            source=self.text(raw.get("source_name")),
+        )
+
+    def required_money(self, value: object, field: str) -> Decimal:
+        if value is None or value == "":
+            raise self.fail("missing amount", field)
+        return self.money(value, field)
+
+    def customer(self, billing: Address) -> Customer:
+        raw = self.raw
+        buyer = self.optional_obj(raw.get("customer"), "customer")
+        billing_raw = self.optional_obj(raw.get("billing_address"), "billing_address")
+        channel_id = "" if buyer.get("id") is None else self.ident(buyer.get("id"), "customer.id")
+        return Customer(
+            channel_id=channel_id,
+            email=self.text(buyer.get("email")) or self.text(raw.get("email")) or self.text(raw.get("contact_email")),
+            first_name=self.text(buyer.get("first_name")) or self.text(billing_raw.get("first_name")),
+            last_name=self.text(buyer.get("last_name")) or self.text(billing_raw.get("last_name")),
+            company=billing.company,
+            phone=self.text(buyer.get("phone")) or billing.phone,
+        )
+
+    def address(self, value: object, field: str) -> Address:
+        raw = self.optional_obj(value, field)
+        if not raw:
+            return Address()
+        name = self.text(raw.get("name"))
+        if not name:
+            name = " ".join(p for p in (self.text(raw.get("first_name")), self.text(raw.get("last_name"))) if p)
+        return Address(
+            name=name,
+            company=self.text(raw.get("company")),
+            line1=self.text(raw.get("address1")),
+            line2=self.text(raw.get("address2")),
+            city=self.text(raw.get("city")),
+            region=self.text(raw.get("province_code")) or self.text(raw.get("province")),
+            postal_code=self.text(raw.get("zip")),
+            country=self.text(raw.get("country_code")) or self.text(raw.get("country")),
+            phone=self.text(raw.get("phone")),
+        )
+
+    def tax_lines(self, value: object, field: str) -> tuple[TaxLine, ...]:
+        return tuple(
+            TaxLine(
+                title=self.text(item.get("title")) or "Tax",
+                rate=self.rate(item.get("rate"), f"{field}[{index}].rate"),
+                amount=self.money(item.get("price"), f"{field}[{index}].price"),
+            )
+            for index, item in enumerate(self.items(value, field))
+        )
+
+    def allocations(
+        self, value: object, field: str, applications: Sequence[Mapping[str, Any]], used: set[int]
+    ) -> tuple[Discount, ...]:
+        discounts: list[Discount] = []
+        for index, item in enumerate(self.items(value, field)):
+            where = f"{field}[{index}]"
+            amount = self.money(item.get("amount"), f"{where}.amount")
+            position = item.get("discount_application_index")
+            if isinstance(position, bool) or not isinstance(position, int) or not 0 <= position < len(applications):
+                raise self.fail(
+                    f"points to no discount application (there are {len(applications)})",
+                    f"{where}.discount_application_index",
+                )
+            used.add(position)
+            code, description = self.describe(applications[position])
+            discounts.append(Discount(amount=amount, code=code, description=description))
+        return tuple(discounts)
+
+    def describe(self, application: Mapping[str, Any]) -> tuple[str, str]:
+        """(code, description) of a discount application: codes have a code, the others a title."""
+        code = self.text(application.get("code")) if application.get("type") == "discount_code" else ""
+        description = self.text(application.get("title")) or self.text(application.get("description")) or code
+        return code, description
+
+    def line(
+        self, raw: Mapping[str, Any], field: str, applications: Sequence[Mapping[str, Any]], used: set[int]
+    ) -> OrderLine:
+        quantity = parse_quantity(raw.get("quantity"), order=self.label, field=f"{field}.quantity")
+        if "price" not in raw:
+            raise self.fail("missing price", f"{field}.price")
+        if "discount_allocations" in raw:
+            discounts = self.allocations(
+                raw["discount_allocations"], f"{field}.discount_allocations", applications, used
+            )
+        else:
+            # Orders from before allocations existed only say how much came off the line.
+            old = self.money(raw.get("total_discount"), f"{field}.total_discount")
+            discounts = (Discount(amount=old, description="Discount"),) if old > 0 else ()
+        return OrderLine(
+            line_id=self.ident(raw.get("id"), f"{field}.id"),
+            sku=self.text(raw.get("sku")),
+            name=self.text(raw.get("name")) or self.text(raw.get("title")) or self.text(raw.get("sku")) or "Item",
+            quantity=quantity,
+            unit_price=self.money(raw.get("price"), f"{field}.price"),
+            discounts=discounts,
+            taxable=self.flag(raw.get("taxable"), f"{field}.taxable", True),
+            tax_lines=self.tax_lines(raw.get("tax_lines"), f"{field}.tax_lines"),
+            product_id=self.text(raw.get("product_id")),
+            variant_id=self.text(raw.get("variant_id")),
+        )
+
+    def shipping(
+        self, raw: Mapping[str, Any], field: str, applications: Sequence[Mapping[str, Any]], used: set[int]
+    ) -> ShippingLine:
+        price = self.money(raw.get("price"), f"{field}.price")
+        discounts = self.allocations(
+            raw.get("discount_allocations"), f"{field}.discount_allocations", applications, used
+        )
+        discounted_raw = raw.get("discounted_price")
+        if discounted_raw not in (None, "") and not discounts:
+            # Older orders state only the discounted price; the difference is the shipping discount.
+            gap = price - self.money(discounted_raw, f"{field}.discounted_price")
+            if gap > 0:
+                discounts = (Discount(amount=gap, description="Shipping discount"),)
+        return ShippingLine(
+            title=self.text(raw.get("title")) or self.text(raw.get("code")) or "Shipping",
+            code=self.text(raw.get("code")),
+            price=price,
+            discounts=discounts,
+            tax_lines=self.tax_lines(raw.get("tax_lines"), f"{field}.tax_lines"),
+        )
+
+    def unallocated(
+        self, applications: Sequence[Mapping[str, Any]], used: set[int], lines: Sequence[OrderLine]
+    ) -> tuple[Discount, ...]:
+        """Order-level discounts no line or shipping line took a share of (rare: Shopify usually allocates)."""
+        left = total(line.gross - line.discount_total for line in lines)
+        discounts: list[Discount] = []
+        for index, application in enumerate(applications):
+            if index in used:
+                continue
+            field = f"discount_applications[{index}].value"
+            value = self.money(application.get("value"), field)
+            if application.get("value_type") == "percentage":
+                # `value` is a percentage (e.g. "10.0"), read at cent precision is exact for Shopify's values.
+                value = cents(left * value / Decimal(100))
+            if value <= 0:
+                continue
+            code, description = self.describe(application)
+            discounts.append(Discount(amount=value, code=code, description=description or "Order discount"))
+        return tuple(discounts)
+
+    def payments(self) -> tuple[Payment, ...]:
+        """Captures from embedded transactions (only partially paid orders have them; see `pull`)."""
+        payments: list[Payment] = []
+        for index, item in enumerate(self.items(self.raw.get("transactions"), "transactions")):
+            field = f"transactions[{index}]"
+            if item.get("kind") not in {"sale", "capture"} or item.get("status") != "success":
+                continue
+            details = self.optional_obj(item.get("payment_details"), f"{field}.payment_details")
+            when = item.get("processed_at") or item.get("created_at")
+            payments.append(
+                Payment(
+                    payment_id=self.ident(item.get("id"), f"{field}.id"),
+                    amount=self.money(item.get("amount"), f"{field}.amount"),
+                    gateway=self.text(item.get("gateway")),
+                    method=self.text(details.get("credit_card_company")),
+                    processed_at=self.optional_moment(when, f"{field}.processed_at"),
+                )
+            )
+        return tuple(payments)
+
+    def refund(self, raw: Mapping[str, Any], field: str) -> Refund:
+        lines = []
+        for index, item in enumerate(self.items(raw.get("refund_line_items"), f"{field}.refund_line_items")):
+            where = f"{field}.refund_line_items[{index}]"
+            lines.append(
+                RefundLine(
+                    line_id=self.ident(item.get("line_item_id"), f"{where}.line_item_id"),
+                    quantity=parse_quantity(item.get("quantity"), order=self.label, field=f"{where}.quantity"),
+                    subtotal=self.money(item.get("subtotal"), f"{where}.subtotal"),
+                    tax=self.money(item.get("total_tax"), f"{where}.total_tax"),
+                    restock=item.get("restock_type") not in (None, "", "no_restock"),
+                )
+            )
+        shipping = adjustments = ZERO
+        for index, item in enumerate(self.items(raw.get("order_adjustments"), f"{field}.order_adjustments")):
+            where = f"{field}.order_adjustments[{index}]"
+            # Shopify books refunded amounts as negative adjustments of the order; we keep refunds positive.
+            amount = -(
+                self.money(item.get("amount"), f"{where}.amount")
+                + self.money(item.get("tax_amount"), f"{where}.tax_amount")
+            )
+            if item.get("kind") == "shipping_refund":
+                shipping += amount
+            else:
+                adjustments += amount
+        refunded = ZERO
+        for index, item in enumerate(self.items(raw.get("transactions"), f"{field}.transactions")):
+            if item.get("kind") == "refund" and item.get("status") in (None, "success"):
+                refunded += self.money(item.get("amount"), f"{field}.transactions[{index}].amount")
+        return Refund(
+            refund_id=self.ident(raw.get("id"), f"{field}.id"),
+            created_at=self.optional_moment(raw.get("created_at"), f"{field}.created_at"),
+            lines=tuple(lines),
+            shipping=shipping,
+            adjustments=adjustments,
+            amount=refunded,
+            note=self.text(raw.get("note")),
+        )
+
+
+# -- HTTP helpers ---------------------------------------------------------------------------------------
+
+
+def _iso(moment: datetime) -> str:
+    # Shopify reads a timestamp without an offset in the shop's zone; always send one.
+    aware = moment if moment.tzinfo is not None else moment.replace(tzinfo=UTC)
+    return aware.isoformat()
+
+
+def _backoff(attempt: int) -> float:
+    return float(min(30.0, 0.5 * 2 ** (attempt - 1)))
+
+
+def _json_list(response: httpx.Response, key: str) -> list[dict[str, Any]]:
+    try:
+        body = response.json()
+    except ValueError as exc:
+        raise RetryableError(f"Shopify sent a body that is not JSON ({response.status_code})") from exc
+    items = body.get(key) if isinstance(body, dict) else None
+    if not isinstance(items, list) or not all(isinstance(item, dict) for item in items):
+        raise PermanentError(f"Shopify's answer has no {key!r} list")
+    return items
+
+
+def _next_link(response: httpx.Response) -> str | None:
+    """The URL of `rel="next"` in Shopify's `Link` header, if there is a next page."""
+    for part in response.headers.get("Link", "").split(","):
+        target, _, rest = part.partition(";")
+        if 'rel="next"' in rest.replace(" ", ""):
+            url = target.strip().removeprefix("<").removesuffix(">")
+            return url if "page_info" in parse_qs(urlsplit(url).query) else None
+    return None
+
+
+def _error_text(response: httpx.Response) -> str:
+    """Shopify's own words: `errors` is a string, a list or a field → messages object."""
+    try:
+        body = response.json()
+    except ValueError:
+        return response.text[:200]
+    errors = body.get("errors", body) if isinstance(body, dict) else body
+    if isinstance(errors, dict):
+        return "; ".join(
+            f"{key}: {', '.join(map(str, value)) if isinstance(value, list) else value}"
+            for key, value in errors.items()
+        )
+    if isinstance(errors, list):
+        return "; ".join(map(str, errors))
+    return str(errors)
+
+
+def _last_position(orders: Sequence[Mapping[str, Any]]) -> Cursor | None:
+    """Cursor at the latest-updated order of a page (pages come oldest first, so it is the last one)."""
+    best: Cursor | None = None
+    for order in orders:
+        raw = order.get("updated_at")
+        if not isinstance(raw, str):
+            continue
+        try:
+            moment = datetime.fromisoformat(raw)
+        except ValueError:
+            continue
+        if moment.tzinfo is None:
+            moment = moment.replace(tzinfo=UTC)
+        if best is None or moment >= best.updated_at:
+            best = Cursor(updated_at=moment, tie_breaker=str(order.get("id", "")))
+    return best

@@ -1,0 +1,503 @@
+"""`plan(order, settings, catalog)`: the accounting documents an order should become. Pure: no I/O.
+
+The plan also lists the master data (customers, items) the documents need that the books do not have yet.
+Every document is checked: its total must equal the channel's order total to the cent, or the order fails
+with an error naming the difference (unless the settings allow an adjustment line).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from decimal import Decimal
+
+from ledgerlink.domain.catalog import Catalog, CatalogQuery, MasterData, NewCustomer, NewItem, fold
+from ledgerlink.domain.documents import (
+    SHIPPING_ITEM_ID,
+    DocLine,
+    Document,
+    DocumentKind,
+    LineKind,
+    Link,
+    Ref,
+)
+from ledgerlink.domain.errors import ConfigError, MappingError
+from ledgerlink.domain.money import ZERO, total
+from ledgerlink.domain.order import Order
+from ledgerlink.domain.settings import (
+    ChannelSettings,
+    CustomerMode,
+    MissingCustomer,
+    MissingItem,
+    SyncDirection,
+    TaxMode,
+    TransactionType,
+)
+
+MAX_DOC_NUMBER = 21
+MAX_ITEM_NAME = 100
+CHANNEL_TITLES = {"shopify": "Shopify", "shipstation": "ShipStation", "woocommerce": "WooCommerce"}
+
+
+@dataclass(slots=True)
+class Plan:
+    """What one order becomes: documents to post, master data to create first, or why it is skipped."""
+
+    order: Order
+    documents: list[Document] = field(default_factory=list)
+    needs: MasterData = field(default_factory=MasterData)
+    skipped: str | None = None
+
+    @property
+    def ready(self) -> bool:
+        """All references resolved: the documents can be posted as they are."""
+        return not self.needs and all(not doc.unresolved() for doc in self.documents)
+
+
+def eligibility(order: Order, settings: ChannelSettings) -> str | None:
+    """Why the order filter leaves this order out, or None when it is to be synced."""
+    filt = settings.orders
+    if settings.direction is SyncDirection.FROM_BOOKS:
+        return "this connection syncs orders from QuickBooks, not to it"
+    if order.cancelled_at is not None and not filt.include_cancelled:
+        return "cancelled before it was synced"
+    if filt.order_numbers and order.number not in filt.order_numbers:
+        return f"order number {order.number} is not in the order filter"
+    if filt.financial_statuses and order.financial_status not in filt.financial_statuses:
+        wanted = ", ".join(filt.financial_statuses)
+        return f"financial status {order.financial_status or 'none'!r} is not one of the synced statuses ({wanted})"
+    fulfilment = order.fulfillment_status or "unfulfilled"
+    if filt.fulfillment_statuses and fulfilment not in filt.fulfillment_statuses:
+        wanted = ", ".join(filt.fulfillment_statuses)
+        return f"fulfilment status {fulfilment!r} is not one of the synced statuses ({wanted})"
+    created = order.created_at.date()
+    if filt.created_from and created < filt.created_from:
+        return f"created {created} before the sync start date {filt.created_from}"
+    if filt.created_to and created > filt.created_to:
+        return f"created {created} after the sync end date {filt.created_to}"
+    return None
+
+
+def catalog_query(order: Order, settings: ChannelSettings) -> CatalogQuery:
+    """The master-data keys `plan` will look up for this order."""
+    query = CatalogQuery()
+    for line in order.lines:
+        if line.sku.strip():
+            query.skus.add(line.sku.strip())
+            query.item_names.add(line.sku.strip())
+        if line.name.strip():
+            query.item_names.add(line.name.strip())
+        if line.sku.strip() or line.name.strip():
+            query.item_names.add(_item_name(line.sku.strip() or line.name.strip()))
+    query.item_names |= {
+        _item_name(name)
+        for name in (
+            settings.shipping_item_name,
+            settings.fee_item_name,
+            settings.tax.tax_item_name,
+            settings.adjust_item_name,
+            settings.discount_item_name,
+        )
+    }
+    if settings.customers.mode is CustomerMode.PER_BUYER:
+        if order.customer.email:
+            query.emails.add(order.customer.email)
+        if name := _buyer_name(order):
+            query.customer_names |= {name, _clean_name(name)}
+    query.customer_names.add(_clean_name(settings.customers.single_name))
+    return query
+
+
+def plan(order: Order, settings: ChannelSettings, catalog: Catalog) -> Plan:
+    """The documents `order` becomes under `settings`, given what the books hold (`catalog`)."""
+    reason = eligibility(order, settings)
+    if reason is not None:
+        return Plan(order=order, skipped=reason)
+    return _Planner(order, settings, catalog).build()
+
+
+class _Planner:
+    """One planning pass; collects needs while it builds the documents."""
+
+    def __init__(self, order: Order, settings: ChannelSettings, catalog: Catalog) -> None:
+        self.order = order
+        self.settings = settings
+        self.catalog = catalog
+        self.books = catalog.company.books
+        self.needs = MasterData()
+
+    def fail(self, message: str, field: str) -> MappingError:
+        return MappingError(message, order=self.order.label, field=field)
+
+    def config(self, message: str, field: str) -> ConfigError:
+        return ConfigError(message, order=self.order.label, field=field)
+
+    def build(self) -> Plan:
+        order, settings = self.order, self.settings
+        missing = settings.missing()
+        if missing:
+            raise self.config("these settings must be chosen before orders can sync", ", ".join(missing))
+        if order.taxes_included:
+            raise self.fail(
+                "prices include tax; tax-inclusive orders need tax codes mapped, which is not supported yet",
+                "taxes_included",
+            )
+        if (
+            order.currency.upper() != self.catalog.company.home_currency.upper()
+            and not self.catalog.company.multicurrency
+        ):
+            raise self.fail(
+                f"order is in {order.currency} but the QuickBooks company uses {self.catalog.company.home_currency} "
+                "and multicurrency is off",
+                "currency",
+            )
+        if not order.lines:
+            raise self.fail("the order has no product lines", "lines")
+
+        customer = self.customer()
+        lines = self.sale_lines()
+        tax_total = self.tax(lines)
+        documents = self.documents(customer, lines, tax_total)
+        return Plan(order=order, documents=documents, needs=self.needs)
+
+    # -- master data -------------------------------------------------------------------------------------
+
+    def customer(self) -> Ref:
+        cset = self.settings.customers
+        if cset.mode is CustomerMode.SINGLE:
+            return self.single_customer()
+        name, email = _buyer_name(self.order), self.order.customer.email.strip()
+        if not name and not email:
+            return self.single_customer()
+        display = _clean_name(name or email)
+        # Also look for the name a customer is created under, or the next plan would create it again.
+        hit = self.catalog.find_customer(email, name) or self.catalog.find_customer("", display)
+        if hit is not None:
+            return Ref(key=f"customer:{hit.id}", name=hit.display_name, id=hit.id)
+        if cset.when_missing is MissingCustomer.FAIL:
+            raise self.fail(
+                f"customer {name or email!r} is not in QuickBooks and the settings say not to create customers",
+                "customer",
+            )
+        if cset.when_missing is MissingCustomer.USE_SINGLE:
+            return self.single_customer()
+        key = f"email:{fold(email)}" if email else f"name:{fold(name)}"
+        buyer = self.order.customer
+        self.needs.customers.setdefault(
+            key,
+            NewCustomer(
+                key=key,
+                display_name=display,
+                email=email,
+                given_name=buyer.first_name,
+                family_name=buyer.last_name,
+                company=buyer.company,
+                phone=buyer.phone or self.order.billing_address.phone,
+                billing_address=None if self.order.billing_address.is_empty() else self.order.billing_address,
+                shipping_address=None if self.order.shipping_address.is_empty() else self.order.shipping_address,
+            ),
+        )
+        return Ref(key=key, name=display)
+
+    def single_customer(self) -> Ref:
+        name = _clean_name(self.settings.customers.single_name)
+        hit = self.catalog.find_customer("", name)
+        if hit is not None:
+            return Ref(key=f"customer:{hit.id}", name=hit.display_name, id=hit.id)
+        key = f"name:{fold(name)}"
+        self.needs.customers.setdefault(key, NewCustomer(key=key, display_name=name))
+        return Ref(key=key, name=name)
+
+    def product_item(self, index: int) -> Ref:
+        line = self.order.lines[index]
+        sku, name = line.sku.strip(), line.name.strip()
+        if not sku and not name:
+            raise self.fail("the line has neither a SKU nor a name to match an item on", f"lines[{index}].sku")
+        item_name = _item_name(sku or name)
+        # Also look for the (cleaned, shortened) name an item is created under, or it would be created again.
+        hit = self.catalog.find_item(sku, name) or self.catalog.find_item("", item_name)
+        if hit is not None:
+            return Ref(key=f"item:{hit.id}", name=hit.name, id=hit.id)
+        how = self.settings.items.when_missing
+        if how is MissingItem.FAIL:
+            raise self.fail(
+                f"no QuickBooks item matches SKU {sku!r} or name {name!r}; map it or create it in QuickBooks "
+                "(unmatched product)",
+                f"lines[{index}].sku",
+            )
+        key = f"sku:{fold(sku)}" if sku else f"name:{fold(name)}"
+        inventory = how is MissingItem.CREATE_INVENTORY
+        accounts = self.settings.accounts
+        return self.need_item(
+            NewItem(
+                key=key,
+                name=item_name,
+                sku=sku,
+                type="Inventory" if inventory else "NonInventory",
+                description=name,
+                unit_price=str(line.unit_price),
+                income_account=self.income_account(),
+                asset_account=accounts.item_asset if inventory else None,
+                cogs_account=accounts.item_cogs if inventory else None,
+            )
+        )
+
+    def service_item(self, name: str) -> Ref:
+        """An item the settings name (shipping, fees, tax, adjustment, discount); created as a service."""
+        clean = _item_name(name)
+        hit = self.catalog.find_item("", clean)
+        if hit is not None:
+            return Ref(key=f"item:{hit.id}", name=hit.name, id=hit.id)
+        key = f"name:{fold(clean)}"
+        return self.need_item(NewItem(key=key, name=clean, type="Service", income_account=self.income_account()))
+
+    def need_item(self, item: NewItem) -> Ref:
+        """Add `item` to the needs, unless one by the same name is needed already (QuickBooks item names are unique)."""
+        for needed in self.needs.items.values():
+            if needed.key == item.key or fold(needed.name) == fold(item.name):
+                return Ref(key=needed.key, name=needed.name)
+        self.needs.items[item.key] = item
+        return Ref(key=item.key, name=item.name)
+
+    def income_account(self) -> str:
+        income = self.settings.accounts.item_income
+        if not income:
+            raise self.config(
+                "choose the Item Income account: new items post their sales to it", "accounts.item_income"
+            )
+        return income
+
+    def account(self, account_id: str | None, field: str, why: str) -> Ref:
+        if not account_id:
+            raise self.config(f"choose this account: {why}", field)
+        known = self.catalog.accounts.get(account_id)
+        return Ref(key=f"account:{account_id}", name=known.name if known else "", id=account_id)
+
+    # -- lines ------------------------------------------------------------------------------------------
+
+    def sale_lines(self) -> list[DocLine]:
+        order, settings = self.order, self.settings
+        lines: list[DocLine] = []
+        for index, line in enumerate(order.lines):
+            lines.append(
+                DocLine(
+                    kind=LineKind.ITEM,
+                    item=self.product_item(index),
+                    description=line.name,
+                    quantity=line.quantity,
+                    unit_price=line.unit_price,
+                    amount=line.gross,
+                    taxable=line.taxable and line.tax_total > 0,
+                )
+            )
+        discount = total([*(line.discount_total for line in order.lines), *(d.amount for d in order.order_discounts)])
+        if discount:
+            codes = sorted({d.code for line in order.lines for d in line.discounts if d.code})
+            codes += sorted({d.code for d in order.order_discounts if d.code} - set(codes))
+            lines.append(
+                DocLine(
+                    kind=LineKind.DISCOUNT,
+                    amount=discount,
+                    description="Discount" + (f" ({', '.join(codes)})" if codes else ""),
+                    account=self.account(
+                        settings.accounts.item_discount,
+                        "accounts.item_discount",
+                        f"the order has discounts of {discount}; discounts post to the Item Discount account",
+                    ),
+                    item=self.service_item(settings.discount_item_name) if self.books == "qbd" else None,
+                )
+            )
+        shipping = total(s.net for s in order.shipping_lines)
+        if shipping:
+            if settings.use_books_shipping_line and self.books == "qbo" and self.catalog.company.allow_shipping_line:
+                item = Ref(key="shipping", name="Shipping", id=SHIPPING_ITEM_ID)
+            else:
+                item = self.service_item(settings.shipping_item_name)
+            lines.append(
+                DocLine(
+                    kind=LineKind.SHIPPING,
+                    item=item,
+                    description=", ".join(s.title for s in order.shipping_lines if s.title) or "Shipping",
+                    quantity=Decimal(1),
+                    unit_price=shipping,
+                    amount=shipping,
+                    taxable=any(s.tax_total > 0 for s in order.shipping_lines),
+                )
+            )
+        for index, fee in enumerate(order.fees):
+            if fee.amount == ZERO:
+                continue
+            if fee.amount < 0:
+                raise self.fail(f"fee {fee.name!r} is negative ({fee.amount})", f"fees[{index}].amount")
+            lines.append(
+                DocLine(
+                    kind=LineKind.FEE,
+                    item=self.service_item(settings.fee_item_name),
+                    description=fee.name,
+                    quantity=Decimal(1),
+                    unit_price=fee.amount,
+                    amount=fee.amount,
+                    taxable=fee.taxable,
+                )
+            )
+        return lines
+
+    def tax(self, lines: list[DocLine]) -> Decimal | None:
+        """Pin the channel's tax total on the document, or add it as a line; returns the pinned total."""
+        tax = self.order.totals.tax
+        if self.settings.tax.mode is TaxMode.LINE_ITEM:
+            if tax:
+                lines.append(
+                    DocLine(
+                        kind=LineKind.TAX,
+                        item=self.service_item(self.settings.tax.tax_item_name),
+                        description="Sales tax",
+                        quantity=Decimal(1),
+                        unit_price=tax,
+                        amount=tax,
+                    )
+                )
+                for i, line in enumerate(lines):
+                    if line.taxable:
+                        lines[i] = line.model_copy(update={"taxable": False})
+            return None
+        if self.books == "qbo" and self.catalog.company.country.upper() != "US" and tax:
+            raise self.config(
+                "outside the US QuickBooks Online needs a tax code per line; choose 'tax as a line item' for now",
+                "tax.mode",
+            )
+        return tax
+
+    # -- documents --------------------------------------------------------------------------------------
+
+    def doc_number(self, suffix: str = "") -> str:
+        number = f"{self.settings.doc_number_prefix}{self.order.number}{suffix}"
+        if len(number) > MAX_DOC_NUMBER:
+            raise self.config(
+                f"document number {number!r} is longer than QuickBooks' {MAX_DOC_NUMBER} characters; "
+                "shorten the prefix",
+                "doc_number_prefix",
+            )
+        return number
+
+    def documents(self, customer: Ref, lines: list[DocLine], tax_total: Decimal | None) -> list[Document]:
+        order, settings = self.order, self.settings
+        memo = f"{CHANNEL_TITLES.get(order.channel, order.channel)} order #{order.number}"
+        base = {
+            "order_number": order.number,
+            "txn_date": order.created_at.date(),
+            "customer": customer,
+            "currency": order.currency.upper(),
+            "memo": memo,
+            "billing_address": None if order.billing_address.is_empty() else order.billing_address,
+            "shipping_address": None if order.shipping_address.is_empty() else order.shipping_address,
+            "class_ref": Ref(key=f"class:{settings.class_id}", id=settings.class_id) if settings.class_id else None,
+        }
+        lines = self.balance(lines, tax_total)
+        sale = {**base, "lines": tuple(lines), "tax_total": tax_total, "total": order.totals.total}
+        ttype = settings.transaction_type
+        docs: list[Document] = []
+        if ttype is TransactionType.SALES_RECEIPT:
+            docs.append(
+                Document(
+                    role="receipt",
+                    kind=DocumentKind.SALES_RECEIPT,
+                    doc_number=self.doc_number(),
+                    deposit_account=self.deposit(),
+                    payment_method=self.payment_method(),
+                    **sale,
+                )
+            )
+            return docs
+        sales_order_kind = DocumentKind.SALES_ORDER if self.books == "qbd" else DocumentKind.ESTIMATE
+        if ttype in {TransactionType.SALES_ORDER, TransactionType.SALES_ORDER_INVOICE_PAYMENT}:
+            # Online numbers estimates and invoices from one sequence, so the estimate gets a suffix there.
+            suffix = "-SO" if ttype is TransactionType.SALES_ORDER_INVOICE_PAYMENT and self.books == "qbo" else ""
+            docs.append(Document(role="sales_order", kind=sales_order_kind, doc_number=self.doc_number(suffix), **sale))
+            if ttype is TransactionType.SALES_ORDER:
+                return docs
+        links = (Link(role="sales_order", kind=sales_order_kind),) if docs else ()
+        docs.append(
+            Document(
+                role="invoice",
+                kind=DocumentKind.INVOICE,
+                doc_number=self.doc_number(),
+                ar_account=self.receivables(),
+                links=links,
+                **sale,
+            )
+        )
+        paid = order.paid_amount
+        if paid > ZERO:
+            docs.append(
+                Document(
+                    role="payment",
+                    kind=DocumentKind.PAYMENT,
+                    doc_number=self.doc_number(),
+                    total=paid,
+                    deposit_account=self.deposit(),
+                    ar_account=self.receivables(),
+                    payment_method=self.payment_method(),
+                    links=(Link(role="invoice", kind=DocumentKind.INVOICE, amount=paid),),
+                    **base,
+                )
+            )
+        return docs
+
+    def balance(self, lines: list[DocLine], tax_total: Decimal | None) -> list[DocLine]:
+        """Check the lines add up to the channel's total; adjust only if the settings allow it."""
+        computed = total([*(line.signed_amount for line in lines), tax_total or ZERO])
+        expected = self.order.totals.total
+        difference = total([expected - computed])
+        if difference == ZERO:
+            return lines
+        if not self.settings.adjust_total:
+            raise self.fail(
+                f"lines, shipping, discounts and tax add up to {computed} but the channel's total is {expected} "
+                f"(difference {difference}); correct the order in the channel, or turn on "
+                "'adjust the QuickBooks total'",
+                "totals.total",
+            )
+        return [
+            *lines,
+            DocLine(
+                kind=LineKind.ADJUSTMENT,
+                item=self.service_item(self.settings.adjust_item_name),
+                description=f"Total adjustment to match the channel's total {expected}",
+                quantity=Decimal(1),
+                unit_price=difference,
+                amount=difference,
+            ),
+        ]
+
+    def deposit(self) -> Ref:
+        return self.account(
+            self.settings.accounts.deposit, "accounts.deposit", "sales receipts and payments deposit to it"
+        )
+
+    def receivables(self) -> Ref:
+        return self.account(
+            self.settings.accounts.accounts_receivable,
+            "accounts.accounts_receivable",
+            "invoices post to Accounts Receivable",
+        )
+
+    def payment_method(self) -> Ref | None:
+        for payment in self.order.payments:
+            for candidate in (payment.method, payment.gateway):
+                if candidate and (pid := self.catalog.payment_methods.get(fold(candidate))):
+                    return Ref(key=f"payment_method:{pid}", name=candidate, id=pid)
+        return None
+
+
+def _buyer_name(order: Order) -> str:
+    return (order.customer.display_name or order.billing_address.name or order.shipping_address.name).strip()
+
+
+def _clean_name(name: str) -> str:
+    """QuickBooks refuses ':' in names (it separates parent and child)."""
+    return " ".join(name.replace(":", "-").split())
+
+
+def _item_name(name: str) -> str:
+    """The name an item is created under: cleaned and cut to QuickBooks' limit."""
+    return _clean_name(name)[:MAX_ITEM_NAME].strip()

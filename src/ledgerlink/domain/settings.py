@@ -1,0 +1,188 @@
+"""`ChannelSettings`: what the install wizard and the Settings pages edit, per channel connection.
+
+Validated and versioned: `version` is the schema version, so stored settings can be migrated when it changes.
+"""
+
+from __future__ import annotations
+
+import enum
+from datetime import date, time
+from typing import Annotated
+
+from pydantic import BaseModel, ConfigDict, Field, StringConstraints, model_validator
+
+SETTINGS_VERSION = 1
+
+
+class _Section(BaseModel):
+    model_config = ConfigDict(extra="forbid", validate_assignment=True)
+
+
+class SyncDirection(enum.StrEnum):
+    """Orders go into QuickBooks, or sales go from QuickBooks to the channel (ShipStation)."""
+
+    TO_BOOKS = "to_quickbooks"
+    FROM_BOOKS = "from_quickbooks"
+
+
+class TransactionType(enum.StrEnum):
+    """What each order becomes in QuickBooks."""
+
+    SALES_RECEIPT = "sales_receipt"
+    INVOICE = "invoice"
+    SALES_ORDER = "sales_order"
+    SALES_ORDER_INVOICE_PAYMENT = "sales_order_invoice_payment"
+
+    @property
+    def uses_receivables(self) -> bool:
+        return self in {TransactionType.INVOICE, TransactionType.SALES_ORDER_INVOICE_PAYMENT}
+
+
+class UpdatePolicy(enum.StrEnum):
+    """What to do when an order changes after it was posted."""
+
+    IGNORE = "ignore"
+    UPDATE = "update"
+    VOID_AND_REPOST = "void_and_repost"
+
+
+class ScheduleKind(enum.StrEnum):
+    INTERVAL = "interval"
+    DAILY = "daily"
+    MANUAL = "manual"
+
+
+class CustomerMode(enum.StrEnum):
+    """One named customer for the whole channel, or one customer per buyer."""
+
+    SINGLE = "single"
+    PER_BUYER = "per_buyer"
+
+
+class MissingCustomer(enum.StrEnum):
+    CREATE = "create"
+    FAIL = "fail"
+    USE_SINGLE = "use_single"
+
+
+class MissingItem(enum.StrEnum):
+    CREATE_NON_INVENTORY = "create_non_inventory"
+    CREATE_INVENTORY = "create_inventory"
+    FAIL = "fail"
+
+
+class TaxMode(enum.StrEnum):
+    """Pin the channel's tax total on the transaction (US automated sales tax), or post tax as a line item."""
+
+    PINNED_TOTAL = "pinned_total"
+    LINE_ITEM = "line_item"
+
+
+AccountId = Annotated[str, StringConstraints(strip_whitespace=True, min_length=1)]
+
+
+class OrderFilter(_Section):
+    """Which orders to sync. Empty lists mean "any"."""
+
+    # Paid orders by default: a sales receipt says the money came in. Add "pending" to post unpaid invoices.
+    financial_statuses: list[str] = Field(default_factory=lambda: ["paid", "partially_refunded", "refunded"])
+    fulfillment_statuses: list[str] = Field(default_factory=list)
+    created_from: date | None = None
+    created_to: date | None = None
+    order_numbers: list[str] = Field(default_factory=list)
+    include_cancelled: bool = False
+
+
+class Schedule(_Section):
+    """How often the sync runs on its own ("Sync now" always works)."""
+
+    kind: ScheduleKind = ScheduleKind.INTERVAL
+    every_minutes: int = Field(default=15, ge=5, le=1440)
+    daily_at: time | None = None
+
+    @model_validator(mode="after")
+    def _daily_needs_time(self) -> Schedule:
+        if self.kind is ScheduleKind.DAILY and self.daily_at is None:
+            raise ValueError("a daily schedule needs daily_at (the time of day)")
+        return self
+
+
+class AccountMapping(_Section):
+    """Chart-of-accounts mapping: ids of accounts in the books."""
+
+    item_asset: AccountId | None = None
+    item_cogs: AccountId | None = None
+    item_income: AccountId | None = None
+    item_discount: AccountId | None = None
+    accounts_receivable: AccountId | None = None
+    deposit: AccountId | None = None
+
+
+class CustomerSettings(_Section):
+    mode: CustomerMode = CustomerMode.PER_BUYER
+    single_name: str = Field(default="Web Store", min_length=1, max_length=100)
+    when_missing: MissingCustomer = MissingCustomer.CREATE
+
+
+class ItemSettings(_Section):
+    """Items match on SKU, then on name; what happens when neither matches."""
+
+    when_missing: MissingItem = MissingItem.CREATE_NON_INVENTORY
+    no_sku_item_name: str = Field(default="unknown_do_not_delete", min_length=1, max_length=100)
+
+
+class TaxSettings(_Section):
+    mode: TaxMode = TaxMode.PINNED_TOTAL
+    tax_item_name: str = Field(default="Sales Tax", min_length=1, max_length=100)
+
+
+class ChannelSettings(_Section):
+    """Everything the wizard asks, for one channel connection."""
+
+    version: int = SETTINGS_VERSION
+    direction: SyncDirection = SyncDirection.TO_BOOKS
+    orders: OrderFilter = Field(default_factory=OrderFilter)
+    schedule: Schedule = Field(default_factory=Schedule)
+    update_policy: UpdatePolicy = UpdatePolicy.UPDATE
+    transaction_type: TransactionType = TransactionType.SALES_RECEIPT
+    accounts: AccountMapping = Field(default_factory=AccountMapping)
+    create_inventory_items: bool = False
+    customers: CustomerSettings = Field(default_factory=CustomerSettings)
+    items: ItemSettings = Field(default_factory=ItemSettings)
+    tax: TaxSettings = Field(default_factory=TaxSettings)
+    shipping_item_name: str = Field(default="Shipping", min_length=1, max_length=100)
+    use_books_shipping_line: bool = True
+    discount_item_name: str = Field(default="Discount", min_length=1, max_length=100)
+    fee_item_name: str = Field(default="Other charges", min_length=1, max_length=100)
+    doc_number_prefix: str = Field(default="", max_length=10)
+    class_id: str | None = None
+    adjust_total: bool = False
+    adjust_item_name: str = Field(default="Rounding adjustment", min_length=1, max_length=100)
+
+    @model_validator(mode="after")
+    def _consistent(self) -> ChannelSettings:
+        # validate_assignment re-runs this validator on every assignment: only assign when it changes something.
+        if self.items.when_missing is MissingItem.CREATE_INVENTORY and not self.create_inventory_items:
+            self.create_inventory_items = True
+        if self.customers.when_missing is MissingCustomer.USE_SINGLE and self.customers.mode is CustomerMode.SINGLE:
+            self.customers.when_missing = MissingCustomer.CREATE
+        return self
+
+    def missing(self) -> list[str]:
+        """Settings a sync cannot run without, as dotted field names (the wizard shows them)."""
+        needed: list[str] = []
+        if self.direction is SyncDirection.FROM_BOOKS:
+            return needed
+        if not self.accounts.deposit:
+            needed.append("accounts.deposit")
+        if not self.accounts.item_income:
+            needed.append("accounts.item_income")
+        if self.transaction_type.uses_receivables and not self.accounts.accounts_receivable:
+            needed.append("accounts.accounts_receivable")
+        # `items.when_missing` may be changed in place after validation, so it counts on its own too.
+        if self.create_inventory_items or self.items.when_missing is MissingItem.CREATE_INVENTORY:
+            if not self.accounts.item_asset:
+                needed.append("accounts.item_asset")
+            if not self.accounts.item_cogs:
+                needed.append("accounts.item_cogs")
+        return needed

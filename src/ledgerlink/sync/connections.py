@@ -1,0 +1,89 @@
+"""Companies and their connections: create them, store credentials encrypted, build their adapters."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from sqlalchemy import select
+from sqlalchemy.orm import Session
+
+from ledgerlink.books.base import Books
+from ledgerlink.channels.base import Channel, channel_class
+from ledgerlink.domain.errors import LedgerlinkError
+from ledgerlink.store.crypto import SecretBox
+from ledgerlink.store.db import Database
+from ledgerlink.store.models import Company, Connection
+from ledgerlink.sync.tokens import DbTokenStore
+
+
+def create_company(session: Session, name: str) -> Company:
+    company = Company(name=name)
+    session.add(company)
+    session.flush()
+    return company
+
+
+def add_connection(
+    session: Session,
+    box: SecretBox,
+    company: Company,
+    *,
+    name: str,
+    kind: str,
+    role: str,
+    config: dict[str, Any],
+    secrets: dict[str, Any],
+    books_id: int | None = None,
+) -> Connection:
+    """Store a connection; `secrets` are encrypted, `config` is plain (nothing secret in it)."""
+    conn = Connection(
+        company_id=company.id,
+        name=name,
+        kind=kind,
+        role=role,
+        config=config,
+        secrets=box.seal(secrets),
+        books_id=books_id,
+    )
+    session.add(conn)
+    session.flush()
+    return conn
+
+
+def find_connection(session: Session, name: str, company_id: int | None = None) -> Connection:
+    query = select(Connection).where(Connection.name == name)
+    if company_id is not None:
+        query = query.where(Connection.company_id == company_id)
+    found = list(session.scalars(query))
+    if not found:
+        raise LedgerlinkError(f"no connection named {name!r}")
+    if len(found) > 1:
+        raise LedgerlinkError(f"several companies have a connection named {name!r}; name the company")
+    return found[0]
+
+
+class AdapterFactory:
+    """Builds the channel and books adapters for connection rows (the registry is keyed by kind)."""
+
+    def __init__(self, db: Database, box: SecretBox, **books_options: Any) -> None:
+        self.db = db
+        self.box = box
+        self.books_options = books_options
+
+    def channel(self, conn: Connection) -> Channel:
+        cls = channel_class(conn.kind)
+        config = cls.Config.model_validate({**conn.config, **self.box.open(conn.secrets)})
+        channel: Channel = cls(config)
+        return channel
+
+    def books(self, conn: Connection) -> Books:
+        if conn.kind != "qbo":
+            raise LedgerlinkError(f"no books adapter for kind {conn.kind!r}")
+        from ledgerlink.books.qbo import QboConfig, connect
+
+        secrets = self.box.open(conn.secrets)
+        config = QboConfig.model_validate(
+            {**conn.config, "client_secret": secrets.get("client_secret", ""), **self.books_options}
+        )
+        books: Books = connect(config, DbTokenStore(self.db, self.box, conn.id))
+        return books

@@ -1,0 +1,866 @@
+"""pull → plan → push, as in DESIGN.md "Exactly once".
+
+Every step is recorded in the database before it is done, so a crash anywhere is resumed by running the
+sync again, and nothing is posted twice:
+  * pull stores each page of orders (raw kept, canonical form, content hash, revision) and only then
+    advances the cursor;
+  * plan writes postings with deterministic keys; an existing key is never planned twice;
+  * push claims postings, marks them `sending` in their own committed transaction, sends them, and stores the
+    remote id in the transaction that marks them `posted`; a posting found `sending` later is looked up in
+    the books first and only re-sent when the books have no trace of it.
+"""
+
+from __future__ import annotations
+
+import time
+import uuid
+from collections import Counter
+from collections.abc import Callable, Iterable, Sequence
+from dataclasses import dataclass, field
+from datetime import UTC, date, datetime, timedelta
+from typing import Any
+
+from sqlalchemy import and_, exists, or_, select, update
+from sqlalchemy.exc import IntegrityError
+from sqlalchemy.orm import Session, aliased
+
+from ledgerlink.books.base import Books, Operation, PushRequest, PushResult, PushStatus
+from ledgerlink.channels.base import Channel, Cursor, Window
+from ledgerlink.domain.catalog import Catalog, CatalogQuery, MasterData
+from ledgerlink.domain.documents import Document
+from ledgerlink.domain.errors import LedgerlinkError, MappingError, NeedsUserError
+from ledgerlink.domain.order import Order
+from ledgerlink.domain.plan import Plan, catalog_query, plan
+from ledgerlink.domain.settings import ChannelSettings, UpdatePolicy
+from ledgerlink.store.db import Database
+from ledgerlink.store.models import (
+    Connection,
+    CursorRow,
+    Event,
+    OrderRevision,
+    OrderState,
+    Posting,
+    PostingState,
+    SettingsRevision,
+    StoredOrder,
+    SyncRun,
+)
+from ledgerlink.sync.keys import order_marker, posting_key
+from ledgerlink.sync.locks import PushLease
+
+PLAN_CHUNK = 250
+CLAIM_SIZE = 30
+OPEN_POSTING_STATES = (PostingState.PENDING, PostingState.SENDING, PostingState.POSTED, PostingState.FAILED)
+
+
+@dataclass(frozen=True, slots=True)
+class RunOptions:
+    """What one sync pass covers. A created-at window or order numbers turn it into a manual sync."""
+
+    created_from: date | None = None
+    created_to: date | None = None
+    order_numbers: tuple[str, ...] = ()
+    dry_run: bool = False
+    retry_failed: bool = False
+    trigger: str = "manual"
+
+    @property
+    def manual_window(self) -> bool:
+        return bool(self.created_from or self.created_to or self.order_numbers)
+
+
+@dataclass(slots=True)
+class RunReport:
+    """The outcome of a run, as the CLI and dashboard show it."""
+
+    run_id: int | None = None
+    counts: Counter[str] = field(default_factory=Counter)
+    failures: list[tuple[str, str, str]] = field(default_factory=list)  # (order number, field, message)
+    skipped: list[tuple[str, str]] = field(default_factory=list)
+    previews: list[Plan] = field(default_factory=list)
+    error: str = ""
+    timings: dict[str, float] = field(default_factory=dict)
+
+    @property
+    def ok(self) -> bool:
+        return not self.error
+
+
+ChannelFactory = Callable[[Connection], Channel]
+BooksFactory = Callable[[Connection], Books]
+Progress = Callable[[str, int, int | None], None]
+
+
+def _now() -> datetime:
+    return datetime.now(UTC)
+
+
+class SyncEngine:
+    """Runs sync passes for channel connections. Adapters come from the factories (the composition root)."""
+
+    def __init__(
+        self,
+        db: Database,
+        *,
+        channel_factory: ChannelFactory,
+        books_factory: BooksFactory,
+        clock: Callable[[], datetime] = _now,
+        sleep: Callable[[float], None] = time.sleep,
+        progress: Progress | None = None,
+    ) -> None:
+        self.db = db
+        self.channel_factory = channel_factory
+        self.books_factory = books_factory
+        self.clock = clock
+        self.sleep = sleep
+        self.progress = progress or (lambda _stage, _done, _total: None)
+
+    # -- the run ----------------------------------------------------------------------------------------
+
+    def run(self, channel_id: int, options: RunOptions | None = None) -> RunReport:
+        """One pull/plan/push pass for a channel connection; never raises for one bad order."""
+        options = options or RunOptions()
+        report = RunReport()
+        with self.db.session() as session:
+            conn = self._connection(session, channel_id)
+            settings = load_settings(session, channel_id)
+            books_id = conn.books_id
+            if books_id is None:
+                raise LedgerlinkError(f"channel connection {conn.name!r} has no QuickBooks connection to post to")
+            books_conn = self._connection(session, books_id)
+            run: SyncRun | None = None
+            if not options.dry_run:
+                run = SyncRun(company_id=conn.company_id, connection_id=conn.id, trigger=options.trigger)
+                session.add(run)
+                session.flush()
+                report.run_id = run.id
+        channel = self.channel_factory(conn)
+        books = self.books_factory(books_conn)
+        try:
+            started = time.perf_counter()
+            if options.dry_run:
+                self._dry_run(channel, books, settings, options, report)
+                return report
+            self._pull(conn, channel, options, report)
+            report.timings["pull"] = time.perf_counter() - started
+            mark = time.perf_counter()
+            self._plan(conn, books, settings, options, report)
+            report.timings["plan"] = time.perf_counter() - mark
+            mark = time.perf_counter()
+            self.push(books_conn, books, report, retry_failed=options.retry_failed, company_id=conn.company_id)
+            report.timings["push"] = time.perf_counter() - mark
+        except NeedsUserError as exc:
+            report.error = f"{exc} ({exc.action})" if exc.action else str(exc)
+        except LedgerlinkError as exc:
+            report.error = str(exc)
+        finally:
+            channel.close()
+            books.close()
+            if report.run_id is not None:
+                self._finish(report, conn.id)
+        return report
+
+    def _connection(self, session: Session, connection_id: int) -> Connection:
+        conn = session.get(Connection, connection_id)
+        if conn is None:
+            raise LedgerlinkError(f"no connection with id {connection_id}")
+        return conn
+
+    def _finish(self, report: RunReport, channel_id: int) -> None:
+        failed = report.counts.get("orders_failed", 0) + report.counts.get("postings_failed", 0)
+        with self.db.session() as session:
+            run = session.get(SyncRun, report.run_id)
+            if run is None:
+                return
+            run.finished_at = self.clock()
+            run.counts = dict(report.counts)
+            run.timings = {k: round(v, 3) for k, v in report.timings.items()}
+            run.error = report.error
+            run.state = "failed" if report.error else ("partial" if failed else "succeeded")
+            conn = session.get(Connection, channel_id)
+            if conn is not None and not report.error:
+                conn.last_synced_at = run.finished_at
+            session.add(
+                Event(
+                    company_id=run.company_id,
+                    connection_id=channel_id,
+                    run_id=run.id,
+                    level="error" if report.error else "info",
+                    kind="run_finished",
+                    message=report.error or _summary(report.counts),
+                )
+            )
+
+    # -- pull -------------------------------------------------------------------------------------------
+
+    def _pull(self, conn: Connection, channel: Channel, options: RunOptions, report: RunReport) -> None:
+        with self.db.session() as session:
+            row = session.get(CursorRow, conn.id)
+            cursor = Cursor.from_json(row.value) if row is not None else None
+        window = _window(options)
+        advance = not options.manual_window
+        for page in channel.pull(None if options.manual_window else cursor, window):
+            for attempt in range(3):
+                page_report = RunReport()
+                try:
+                    with self.db.session() as session:
+                        for raw in page.orders:
+                            self._store_order(session, conn, channel, raw, page_report)
+                        if advance and page.next_cursor is not None:
+                            row = session.get(CursorRow, conn.id, with_for_update=True)
+                            if row is None:
+                                session.add(CursorRow(connection_id=conn.id, value=page.next_cursor.to_json()))
+                            elif Cursor.from_json(row.value).updated_at <= page.next_cursor.updated_at:
+                                row.value = page.next_cursor.to_json()
+                except IntegrityError:
+                    # Another worker stored the same new orders first; storing the page again finds them.
+                    if attempt == 2:
+                        raise
+                    continue
+                break
+            report.counts.update(page_report.counts)
+            report.failures.extend(page_report.failures)
+            self.progress("pull", report.counts["pulled"], None)
+
+    def _store_order(
+        self, session: Session, conn: Connection, channel: Channel, raw: dict[str, Any], report: RunReport
+    ) -> None:
+        report.counts["pulled"] += 1
+        order: Order | None = None
+        error: MappingError | None = None
+        try:
+            order = channel.parse(raw)
+        except MappingError as exc:
+            error = exc
+        body = raw.get("order", raw) if isinstance(raw.get("order"), dict) else raw
+        channel_order_id = order.channel_order_id if order else str(body.get("id") or "")
+        number = order.number if order else str(body.get("order_number") or body.get("name") or channel_order_id)
+        if not channel_order_id:
+            # Without an id the order cannot be tracked; keep it in the event log so it is not lost.
+            report.counts["orders_failed"] += 1
+            message = f"an order without an id was received and could not be stored: {error or 'no id'}"
+            report.failures.append((number or "?", "id", message))
+            session.add(
+                Event(
+                    company_id=conn.company_id,
+                    connection_id=conn.id,
+                    level="error",
+                    kind="bad_order",
+                    message=f"{message}; raw: {str(body)[:2000]}",
+                )
+            )
+            return
+        content_hash = order.content_hash() if order else _raw_hash(body)
+        stored = session.scalars(
+            select(StoredOrder).where(
+                StoredOrder.connection_id == conn.id, StoredOrder.channel_order_id == channel_order_id
+            )
+        ).first()
+        canonical = order.model_dump(mode="json") if order else None
+        if stored is None:
+            stored = StoredOrder(
+                company_id=conn.company_id,
+                connection_id=conn.id,
+                channel_order_id=channel_order_id,
+                number=number,
+                revision=1,
+                content_hash=content_hash,
+                raw=body,
+                canonical=canonical,
+                state=OrderState.PENDING,
+            )
+            session.add(stored)
+            report.counts["orders_new"] += 1
+        elif stored.content_hash == content_hash:
+            report.counts["orders_unchanged"] += 1
+            return
+        else:
+            stored.revision += 1
+            stored.content_hash = content_hash
+            stored.raw = body
+            stored.canonical = canonical
+            stored.number = number
+            report.counts["orders_changed"] += 1
+            self._on_new_revision(session, stored)
+        _apply_order_facts(stored, order)
+        session.flush()
+        session.add(OrderRevision(order_id=stored.id, revision=stored.revision, content_hash=content_hash, raw=body))
+        if error is not None:
+            _fail_order(session, stored, error.field or "", error.detail, kind="bad_order")
+            report.counts["orders_failed"] += 1
+            report.failures.append((number, error.field or "", error.detail))
+
+    def _on_new_revision(self, session: Session, stored: StoredOrder) -> None:
+        """A changed order: unsent postings of the old revision are superseded; posted ones stay bound."""
+        postings = session.scalars(select(Posting).where(Posting.order_id == stored.id)).all()
+        in_books = [p for p in postings if p.state in (PostingState.POSTED, PostingState.SENDING)]
+        for posting in postings:
+            if posting.state in (PostingState.PENDING, PostingState.FAILED):
+                posting.state = PostingState.SUPERSEDED
+        if not in_books:
+            stored.state, stored.detail, stored.error_field = OrderState.PENDING, "", ""
+            return
+        settings = load_settings(session, stored.connection_id)
+        if settings.update_policy is UpdatePolicy.IGNORE:
+            message = "changed in the channel after it was posted; left as posted (update policy: ignore)"
+        else:
+            # Updating documents already in the books comes with the order-life-cycle work; until then the
+            # posted documents are left untouched, never posted a second time.
+            message = (
+                f"changed in the channel after it was posted (revision {stored.revision}); the posted documents "
+                "were left as they are"
+            )
+        session.add(
+            Event(
+                company_id=stored.company_id,
+                connection_id=stored.connection_id,
+                order_id=stored.id,
+                level="warning",
+                kind="changed_after_posting",
+                message=message,
+            )
+        )
+
+    # -- plan -------------------------------------------------------------------------------------------
+
+    def _plan(
+        self, conn: Connection, books: Books, settings: ChannelSettings, options: RunOptions, report: RunReport
+    ) -> None:
+        catalog: Catalog | None = None
+        last_id = 0
+        while True:
+            with self.db.session() as session:
+                query = (
+                    select(StoredOrder)
+                    .where(
+                        StoredOrder.connection_id == conn.id,
+                        StoredOrder.id > last_id,
+                        StoredOrder.canonical.is_not(None),
+                        StoredOrder.state.in_([OrderState.PENDING, OrderState.FAILED, OrderState.SKIPPED]),
+                    )
+                    .order_by(StoredOrder.id)
+                    .limit(PLAN_CHUNK)
+                )
+                if options.order_numbers:
+                    query = query.where(StoredOrder.number.in_(options.order_numbers))
+                chunk = list(session.scalars(query))
+                if not chunk:
+                    return
+                last_id = chunk[-1].id
+                busy = _orders_with_live_postings(session, [o.id for o in chunk])
+            todo = [o for o in chunk if o.id not in busy]
+            orders = {o.id: Order.model_validate(o.canonical) for o in todo}
+            catalog = self._plan_chunk(conn, books, settings, todo, orders, catalog, report)
+            self.progress("plan", report.counts["orders_planned"], None)
+
+    def _plan_chunk(
+        self,
+        conn: Connection,
+        books: Books,
+        settings: ChannelSettings,
+        rows: list[StoredOrder],
+        orders: dict[int, Order],
+        catalog: Catalog | None,
+        report: RunReport,
+    ) -> Catalog:
+        wanted = CatalogQuery()
+        for order in orders.values():
+            wanted.merge(catalog_query(order, settings))
+        catalog = books.catalog(wanted, catalog)
+        plans, errors = _plan_all(orders, settings, catalog)
+        needs = MasterData()
+        for p in plans.values():
+            needs.merge(p.needs)
+        need_errors: dict[str, str] = {}
+        if needs:
+            catalog, need_errors = books.ensure(needs, catalog)
+            report.counts["customers_created"] += len(needs.customers) - sum(
+                1 for k in need_errors if k in needs.customers
+            )
+            report.counts["items_created"] += len(needs.items) - sum(1 for k in need_errors if k in needs.items)
+            waiting = {oid: orders[oid] for oid, p in plans.items() if p.needs}
+            replanned, more_errors = _plan_all(waiting, settings, catalog)
+            plans.update(replanned)
+            errors.update(more_errors)
+        with self.db.session() as session:
+            for row in rows:
+                # Lock the order and check again: another worker may have planned or posted it meanwhile.
+                stored = session.get(StoredOrder, row.id, with_for_update=True)
+                if stored is None or stored.revision != row.revision:
+                    continue
+                if _orders_with_live_postings(session, [stored.id]):
+                    continue
+                if row.id in errors:
+                    exc = errors[row.id]
+                    _fail_order(session, stored, exc.field or "", exc.detail, kind="plan_failed")
+                    report.counts["orders_failed"] += 1
+                    report.failures.append((stored.number, exc.field or "", exc.detail))
+                    continue
+                result = plans[row.id]
+                if result.skipped is not None:
+                    stored.state, stored.detail, stored.error_field = OrderState.SKIPPED, result.skipped, ""
+                    report.counts["orders_skipped"] += 1
+                    report.skipped.append((stored.number, result.skipped))
+                    continue
+                if not result.ready:
+                    missing = sorted({r.name or r.key for d in result.documents for r in d.unresolved()})
+                    why = "; ".join(need_errors.get(r, "") for r in result.needs.customers | result.needs.items)
+                    message = f"QuickBooks could not create {', '.join(missing)}" + (
+                        f": {why}" if why.strip("; ") else ""
+                    )
+                    _fail_order(session, stored, "master_data", message, kind="plan_failed")
+                    report.counts["orders_failed"] += 1
+                    report.failures.append((stored.number, "master_data", message))
+                    continue
+                created = self._write_postings(session, conn, stored, result.documents)
+                report.counts["postings_planned"] += created
+                report.counts["orders_planned"] += 1
+                stored.state, stored.detail, stored.error_field = OrderState.PLANNED, "", ""
+        return catalog
+
+    def _write_postings(self, session: Session, conn: Connection, stored: StoredOrder, docs: list[Document]) -> int:
+        if conn.books_id is None:
+            raise LedgerlinkError(f"channel connection {conn.name!r} has no QuickBooks connection to post to")
+        by_role: dict[str, Posting] = {}
+        created = 0
+        for doc in docs:
+            key = posting_key(conn.id, stored.channel_order_id, doc.role, stored.revision)
+            existing = session.scalars(select(Posting).where(Posting.key == key)).first()
+            if existing is not None:
+                by_role[doc.role] = existing
+                continue
+            doc = doc.model_copy(update={"marker": order_marker(conn.id, stored.channel_order_id, doc.role)})
+            depends = next((by_role[link.role] for link in doc.links if link.role in by_role), None)
+            posting = Posting(
+                key=key,
+                company_id=stored.company_id,
+                books_id=conn.books_id,
+                order_id=stored.id,
+                revision=stored.revision,
+                role=doc.role,
+                kind=doc.kind.value,
+                doc_number=doc.doc_number,
+                document=doc.model_dump(mode="json"),
+                total=doc.total,
+                depends_on_id=depends.id if depends else None,
+                state=PostingState.PENDING,
+            )
+            session.add(posting)
+            session.flush()
+            by_role[doc.role] = posting
+            created += 1
+        return created
+
+    def _dry_run(
+        self, channel: Channel, books: Books, settings: ChannelSettings, options: RunOptions, report: RunReport
+    ) -> None:
+        """Pull and plan without writing anything: what would be posted."""
+        orders: dict[int, Order] = {}
+        for page in channel.pull(None, _window(options)):
+            for raw in page.orders:
+                report.counts["pulled"] += 1
+                try:
+                    order = channel.parse(raw)
+                except MappingError as exc:
+                    report.failures.append((str(raw.get("order_number", "?")), exc.field or "", exc.detail))
+                    continue
+                orders[len(orders)] = order
+        wanted = CatalogQuery()
+        for order in orders.values():
+            wanted.merge(catalog_query(order, settings))
+        catalog = books.catalog(wanted, None)
+        plans, errors = _plan_all(orders, settings, catalog)
+        for index, problem in errors.items():
+            report.failures.append((orders[index].number, problem.field or "", problem.detail))
+        for p in plans.values():
+            if p.skipped:
+                report.skipped.append((p.order.number, p.skipped))
+            else:
+                report.previews.append(p)
+
+    # -- push -------------------------------------------------------------------------------------------
+
+    def push(
+        self,
+        books_conn: Connection,
+        books: Books,
+        report: RunReport,
+        *,
+        retry_failed: bool = False,
+        company_id: int | None = None,
+    ) -> None:
+        """Post every ready posting of this books connection, one pusher per company at a time."""
+        with PushLease(self.db, books_conn.id, sleep=self.sleep) as lease:
+            if retry_failed:
+                self._reset_failed(books_conn.id)
+            self._recover(books, books_conn.id, report)
+            while True:
+                claimed = self._claim(books_conn.id)
+                if not claimed:
+                    wait = self._next_retry_in(books_conn.id)
+                    if wait is None:
+                        return
+                    self.sleep(min(wait, 60.0))
+                    lease.renew()
+                    continue
+                requests = [self._request(posting_id, payload) for posting_id, payload in claimed]
+                results = self._send(books, requests)
+                self._record(books, books_conn.id, requests, results, report)
+                lease.renew()
+                self.progress("push", report.counts["posted"], None)
+
+    def _reset_failed(self, books_id: int) -> None:
+        with self.db.session() as session:
+            session.execute(
+                update(Posting)
+                .where(Posting.books_id == books_id, Posting.state == PostingState.FAILED)
+                .values(state=PostingState.PENDING, error="", error_code="", not_before=None)
+            )
+
+    def _recover(self, books: Books, books_id: int, report: RunReport) -> None:
+        """Postings left `sending` by a crash or a lost answer: look them up before anything is re-sent."""
+        with self.db.session() as session:
+            stuck = list(
+                session.scalars(
+                    select(Posting).where(Posting.books_id == books_id, Posting.state == PostingState.SENDING)
+                )
+            )
+            linked = {p.id: _linked(session, p) for p in stuck}
+        for posting in stuck:
+            request = PushRequest(
+                key=posting.key, document=Document.model_validate(posting.document), linked=linked[posting.id]
+            )
+            found = books.find(request)
+            with self.db.session() as session:
+                row = session.get(Posting, posting.id)
+                if row is None or row.state != PostingState.SENDING:
+                    continue
+                if found is not None:
+                    _mark_posted(session, row, found.remote_id, found.sync_token, found.total, bound=True)
+                    report.counts["recovered_bound"] += 1
+                    report.counts["posted"] += 1
+                    report.counts[f"posted_{row.kind}"] += 1
+                    _settle_order(session, row.order_id)
+                else:
+                    row.state, row.claim_token = PostingState.PENDING, None
+                    report.counts["recovered_resend"] += 1
+
+    def _claim(self, books_id: int) -> list[tuple[int, dict[str, Any]]]:
+        """Claim up to a batch of ready postings: pending, due, and whose dependency is posted."""
+        token = uuid.uuid4().hex
+        now = self.clock()
+        dep = aliased(Posting)
+        with self.db.session() as session:
+            candidates = (
+                select(Posting.id)
+                .where(
+                    Posting.books_id == books_id,
+                    Posting.state == PostingState.PENDING,
+                    or_(Posting.not_before.is_(None), Posting.not_before <= now),
+                    or_(
+                        Posting.depends_on_id.is_(None),
+                        exists().where(and_(dep.id == Posting.depends_on_id, dep.state == PostingState.POSTED)),
+                    ),
+                )
+                .order_by(Posting.id)
+                .limit(CLAIM_SIZE)
+            )
+            if not self.db.is_sqlite:
+                candidates = candidates.with_for_update(skip_locked=True)
+            ids = list(session.scalars(candidates))
+            if not ids:
+                return []
+            # The conditional update is the guarantee: a row another worker claimed is no longer `pending`.
+            session.execute(
+                update(Posting)
+                .where(Posting.id.in_(ids), Posting.state == PostingState.PENDING)
+                .values(state=PostingState.SENDING, claim_token=token, attempts=Posting.attempts + 1)
+                .execution_options(synchronize_session=False)
+            )
+        with self.db.session() as session:
+            rows = session.scalars(select(Posting).where(Posting.claim_token == token).order_by(Posting.id)).all()
+            return [
+                (row.id, {"key": row.key, "document": row.document, "linked": _linked(session, row)}) for row in rows
+            ]
+
+    def _request(self, posting_id: int, payload: dict[str, Any]) -> PushRequest:
+        return PushRequest(
+            key=payload["key"],
+            document=Document.model_validate(payload["document"]),
+            operation=Operation.CREATE,
+            linked=payload["linked"],
+        )
+
+    def _send(self, books: Books, requests: Sequence[PushRequest]) -> list[PushResult]:
+        try:
+            return list(books.push(requests))
+        except NeedsUserError:
+            # Nothing was sent (the token could not be refreshed): give the postings back, then stop the run.
+            self._release([r.key for r in requests])
+            raise
+
+    def _release(self, keys: Iterable[str]) -> None:
+        with self.db.session() as session:
+            session.execute(
+                update(Posting)
+                .where(Posting.key.in_(list(keys)), Posting.state == PostingState.SENDING)
+                .values(state=PostingState.PENDING, claim_token=None)
+            )
+
+    def _record(
+        self,
+        books: Books,
+        books_id: int,
+        requests: Sequence[PushRequest],
+        results: Sequence[PushResult],
+        report: RunReport,
+    ) -> None:
+        by_key = {r.key: r for r in results}
+        unknown: list[PushRequest] = []
+        with self.db.session() as session:
+            for request in requests:
+                row = session.scalars(select(Posting).where(Posting.key == request.key)).one()
+                result = by_key.get(request.key)
+                if result is None or result.status is PushStatus.UNKNOWN:
+                    unknown.append(request)
+                    continue
+                if result.status is PushStatus.POSTED:
+                    _mark_posted(
+                        session,
+                        row,
+                        result.remote_id,
+                        result.sync_token,
+                        result.total,
+                        bound=result.bound_existing,
+                        note=result.error,
+                    )
+                    report.counts["posted"] += 1
+                    report.counts[f"posted_{row.kind}"] += 1
+                    if result.bound_existing:
+                        report.counts["bound_existing"] += 1
+                elif result.status is PushStatus.RETRY:
+                    row.state, row.claim_token = PostingState.PENDING, None
+                    row.not_before = self.clock() + timedelta(seconds=max(result.retry_after, 0.5))
+                    row.error, row.error_code = result.error, result.code
+                    report.counts["retried"] += 1
+                else:
+                    row.state, row.claim_token = PostingState.FAILED, None
+                    row.error, row.error_code = result.error, result.code
+                    report.counts["postings_failed"] += 1
+                    order = session.get(StoredOrder, row.order_id)
+                    number = order.number if order else "?"
+                    report.failures.append((number, row.kind, result.error))
+                _settle_order(session, row.order_id)
+        if unknown:
+            report.counts["unknown_outcome"] += len(unknown)
+            self._resolve_unknown(books, unknown, report)
+
+    def _resolve_unknown(self, books: Books, requests: Sequence[PushRequest], report: RunReport) -> None:
+        for request in requests:
+            found = books.find(request)
+            with self.db.session() as session:
+                row = session.scalars(select(Posting).where(Posting.key == request.key)).one()
+                if found is not None:
+                    _mark_posted(session, row, found.remote_id, found.sync_token, found.total, bound=True)
+                    report.counts["posted"] += 1
+                    report.counts[f"posted_{row.kind}"] += 1
+                    report.counts["recovered_bound"] += 1
+                    _settle_order(session, row.order_id)
+                else:
+                    row.state, row.claim_token = PostingState.PENDING, None
+
+    def _next_retry_in(self, books_id: int) -> float | None:
+        with self.db.session() as session:
+            due = session.scalars(
+                select(Posting.not_before)
+                .where(
+                    Posting.books_id == books_id, Posting.state == PostingState.PENDING, Posting.not_before.is_not(None)
+                )
+                .order_by(Posting.not_before)
+                .limit(1)
+            ).first()
+        if due is None:
+            return None
+        return max(0.0, (due - self.clock()).total_seconds())
+
+
+# -- helpers shared by the steps ---------------------------------------------------------------------------
+
+
+def load_settings(session: Session, connection_id: int) -> ChannelSettings:
+    """The settings in force for a channel connection (the newest saved revision), or the defaults."""
+    row = session.scalars(
+        select(SettingsRevision)
+        .where(SettingsRevision.connection_id == connection_id)
+        .order_by(SettingsRevision.revision.desc())
+        .limit(1)
+    ).first()
+    return ChannelSettings.model_validate(row.data) if row else ChannelSettings()
+
+
+def save_settings(session: Session, connection_id: int, settings: ChannelSettings) -> int:
+    """Store a new revision of the settings; returns its number."""
+    current = session.scalars(
+        select(SettingsRevision.revision)
+        .where(SettingsRevision.connection_id == connection_id)
+        .order_by(SettingsRevision.revision.desc())
+        .limit(1)
+    ).first()
+    revision = (current or 0) + 1
+    session.add(
+        SettingsRevision(
+            connection_id=connection_id,
+            revision=revision,
+            schema_version=settings.version,
+            data=settings.model_dump(mode="json"),
+        )
+    )
+    return revision
+
+
+def _plan_all(
+    orders: dict[int, Order], settings: ChannelSettings, catalog: Catalog
+) -> tuple[dict[int, Plan], dict[int, MappingError]]:
+    plans: dict[int, Plan] = {}
+    errors: dict[int, MappingError] = {}
+    for oid, order in orders.items():
+        try:
+            plans[oid] = plan(order, settings, catalog)
+        except MappingError as exc:
+            errors[oid] = exc
+    return plans, errors
+
+
+def _orders_with_live_postings(session: Session, order_ids: list[int]) -> set[int]:
+    """Orders whose current revision already has postings (planned once; never planned twice)."""
+    rows = session.execute(
+        select(Posting.order_id).where(
+            Posting.order_id.in_(order_ids),
+            Posting.state.in_(OPEN_POSTING_STATES),
+            Posting.revision
+            == select(StoredOrder.revision).where(StoredOrder.id == Posting.order_id).scalar_subquery(),
+        )
+    )
+    return {r[0] for r in rows}
+
+
+def _linked(session: Session, posting: Posting) -> tuple[tuple[str, str], ...]:
+    """Remote ids of the documents this posting links to (same order, same revision), by role."""
+    roles = [link["role"] for link in posting.document.get("links", [])]
+    if not roles:
+        return ()
+    rows = session.execute(
+        select(Posting.role, Posting.remote_id).where(
+            Posting.order_id == posting.order_id,
+            Posting.revision == posting.revision,
+            Posting.role.in_(roles),
+            Posting.state == PostingState.POSTED,
+        )
+    )
+    return tuple((role, remote) for role, remote in rows if remote)
+
+
+def _mark_posted(
+    session: Session,
+    row: Posting,
+    remote_id: str | None,
+    sync_token: str | None,
+    total: Any,
+    *,
+    bound: bool,
+    note: str = "",
+) -> None:
+    row.state, row.claim_token = PostingState.POSTED, None
+    row.remote_id, row.sync_token = remote_id, sync_token
+    row.posted_total = total
+    row.bound_existing = bound
+    row.posted_at = datetime.now(UTC)
+    row.error, row.error_code = note, ""
+    if total is not None and total != row.total:
+        session.add(
+            Event(
+                company_id=row.company_id,
+                order_id=row.order_id,
+                level="error",
+                kind="total_mismatch",
+                message=f"{row.kind} {row.doc_number}: QuickBooks shows {total}, the order total is {row.total}",
+            )
+        )
+
+
+def _settle_order(session: Session, order_id: int) -> None:
+    """The order is posted when every posting of its current revision is; failed when one failed."""
+    order = session.get(StoredOrder, order_id)
+    if order is None:
+        return
+    states = [
+        s
+        for (s,) in session.execute(
+            select(Posting.state).where(Posting.order_id == order_id, Posting.revision == order.revision)
+        )
+    ]
+    if not states:
+        return
+    if all(s == PostingState.POSTED for s in states):
+        order.state, order.detail, order.error_field = OrderState.POSTED, "", ""
+    elif any(s == PostingState.FAILED for s in states):
+        errors = session.scalars(
+            select(Posting.error).where(
+                Posting.order_id == order_id, Posting.revision == order.revision, Posting.state == PostingState.FAILED
+            )
+        ).all()
+        order.state, order.detail, order.error_field = OrderState.FAILED, "; ".join(errors), "posting"
+    else:
+        order.state = OrderState.PLANNED
+
+
+def _fail_order(session: Session, stored: StoredOrder, field_name: str, message: str, *, kind: str) -> None:
+    stored.state, stored.detail, stored.error_field = OrderState.FAILED, message, field_name
+    session.add(
+        Event(
+            company_id=stored.company_id,
+            connection_id=stored.connection_id,
+            order_id=stored.id,
+            level="error",
+            kind=kind,
+            message=f"order {stored.number}: {field_name}: {message}",
+        )
+    )
+
+
+def _apply_order_facts(stored: StoredOrder, order: Order | None) -> None:
+    if order is None:
+        return
+    stored.total = order.totals.total
+    stored.currency = order.currency
+    stored.channel_created_at = order.created_at
+    stored.channel_updated_at = order.updated_at
+
+
+def _raw_hash(body: dict[str, Any]) -> str:
+    import hashlib
+    import json
+
+    return hashlib.sha256(json.dumps(body, sort_keys=True, default=str).encode()).hexdigest()
+
+
+def _window(options: RunOptions) -> Window:
+    return Window(
+        created_from=datetime.combine(options.created_from, datetime.min.time(), UTC) if options.created_from else None,
+        created_to=(datetime.combine(options.created_to, datetime.max.time(), UTC) if options.created_to else None),
+        order_numbers=options.order_numbers,
+    )
+
+
+def _summary(counts: Counter[str] | dict[str, int]) -> str:
+    keys = (
+        "pulled",
+        "orders_new",
+        "orders_changed",
+        "orders_planned",
+        "posted",
+        "orders_skipped",
+        "orders_failed",
+        "postings_failed",
+    )
+    return ", ".join(f"{k.replace('_', ' ')} {counts.get(k, 0)}" for k in keys)

@@ -1,0 +1,226 @@
+"""The engine end to end on a real database (SQLite file and PostgreSQL) against both sandboxes."""
+
+from __future__ import annotations
+
+from collections import Counter
+from collections.abc import Callable
+from decimal import Decimal
+from typing import Any
+
+import pytest
+from sqlalchemy import func, select
+
+from ledgerlink.sandbox.qbo import Fault
+from ledgerlink.store.models import Event, OrderState, Posting, PostingState, StoredOrder, SyncRun
+from ledgerlink.sync.engine import RunOptions
+
+StackFactory = Callable[..., Any]
+
+
+def doc_numbers(stack: Any, kind: str = "SalesReceipt") -> Counter[str]:
+    return Counter(str(e.get("DocNumber")) for e in stack.qbo.entities(kind))
+
+
+def order_states(stack: Any) -> Counter[str]:
+    with stack.app.db.session() as session:
+        return Counter(s for (s,) in session.execute(select(StoredOrder.state)))
+
+
+def test_sync_posts_every_eligible_order_once_and_totals_match(stack_factory: StackFactory, db_url: str) -> None:
+    stack = stack_factory(db_url, orders=80)
+    engine = stack.app.engine()
+    first = engine.run(stack.channel_id)
+    assert first.error == ""
+    states = order_states(stack)
+    assert states[OrderState.POSTED] == first.counts["posted"] > 50
+    assert states[OrderState.FAILED] == 0
+    numbers = doc_numbers(stack)
+    assert len(numbers) == states[OrderState.POSTED]
+    assert max(numbers.values()) == 1
+    with stack.app.db.session() as session:
+        channel_total = session.scalar(
+            select(func.sum(StoredOrder.total)).where(StoredOrder.state == OrderState.POSTED)
+        )
+    books_total = sum((Decimal(str(e["TotalAmt"])) for e in stack.qbo.entities("SalesReceipt")), Decimal(0))
+    assert channel_total == books_total
+
+    second = engine.run(stack.channel_id)
+    assert second.counts["posted"] == 0
+    assert second.counts.get("postings_planned", 0) == 0
+    assert doc_numbers(stack) == numbers
+    with stack.app.db.session() as session:
+        runs = session.scalars(select(SyncRun).order_by(SyncRun.id)).all()
+        assert [r.state for r in runs] == ["succeeded", "succeeded"]
+
+
+def test_invoices_with_payments_leave_nothing_owing(stack_factory: StackFactory, db_url: str) -> None:
+    stack = stack_factory(db_url, orders=30)
+    from ledgerlink.domain.settings import TransactionType
+    from ledgerlink.sync.engine import load_settings, save_settings
+
+    with stack.app.db.session() as session:
+        settings = load_settings(session, stack.channel_id)
+        save_settings(
+            session, stack.channel_id, settings.model_copy(update={"transaction_type": TransactionType.INVOICE})
+        )
+    report = stack.app.engine().run(stack.channel_id)
+    assert report.error == ""
+    invoices = stack.qbo.entities("Invoice")
+    payments = stack.qbo.entities("Payment")
+    assert invoices
+    assert len(payments) == len(invoices)
+    assert all(Decimal(str(inv["Balance"])) == 0 for inv in invoices)
+
+
+def test_bad_orders_fail_with_order_and_field_and_others_go_on(stack_factory: StackFactory, db_url: str) -> None:
+    stack = stack_factory(db_url, orders=20, broken=True)
+    # The demo's two broken orders: one total that does not add up, one line with quantity 0.
+    from ledgerlink.sync.engine import load_settings, save_settings
+
+    with stack.app.db.session() as session:
+        settings = load_settings(session, stack.channel_id)
+        everything = settings.orders.model_copy(update={"financial_statuses": []})
+        save_settings(session, stack.channel_id, settings.model_copy(update={"orders": everything}))
+    report = stack.app.engine().run(stack.channel_id)
+    fields = {field for _number, field, _message in report.failures}
+    assert "totals.total" in fields
+    assert any(f.endswith(".quantity") for f in fields)
+    assert report.counts["posted"] >= 15
+    with stack.app.db.session() as session:
+        failed = session.scalars(select(StoredOrder).where(StoredOrder.state == OrderState.FAILED)).all()
+        assert {o.error_field for o in failed} == fields
+        assert all(o.raw for o in failed)  # kept, not lost
+        events = session.scalars(select(Event).where(Event.level == "error")).all()
+        assert any("totals.total" in e.message for e in events)
+
+
+def test_lost_answer_is_looked_up_not_resent(stack_factory: StackFactory, db_url: str) -> None:
+    stack = stack_factory(db_url, orders=40)
+    # QuickBooks does the work, then the answer is lost (gateway timeout) on two document batches.
+    stack.qbo.inject(Fault(kind="lost_response", count=2, path_contains="batch"))
+    report = stack.app.engine().run(stack.channel_id)
+    assert report.error == ""
+    numbers = doc_numbers(stack)
+    assert max(numbers.values()) == 1
+    assert sum(numbers.values()) == order_states(stack)[OrderState.POSTED]
+    assert order_states(stack)[OrderState.FAILED] == 0
+
+
+class Crash(BaseException):
+    """Stands for the process dying: not an Exception, so nothing in the engine handles it."""
+
+
+def test_crash_after_books_answered_is_recovered_by_lookup(stack_factory: StackFactory, db_url: str) -> None:
+    stack = stack_factory(db_url, orders=30)
+    from ledgerlink.sync.engine import SyncEngine
+
+    adapters = stack.app.adapters
+    crashes = {"left": 1}
+
+    class CrashingBooks:
+        kind = "qbo"
+
+        def __init__(self, inner: Any) -> None:
+            self.inner = inner
+
+        def __getattr__(self, name: str) -> Any:
+            return getattr(self.inner, name)
+
+        def push(self, requests: Any) -> Any:
+            results = self.inner.push(requests)
+            if crashes["left"]:
+                crashes["left"] -= 1
+                raise Crash  # QuickBooks created the documents; we die before recording them
+            return results
+
+    crashing = SyncEngine(
+        stack.app.db, channel_factory=adapters.channel, books_factory=lambda conn: CrashingBooks(adapters.books(conn))
+    )
+    with pytest.raises(Crash):
+        crashing.run(stack.channel_id)
+    with stack.app.db.session() as session:
+        sending = session.scalar(select(func.count()).where(Posting.state == PostingState.SENDING))
+    assert sending > 0
+    created_before_rerun = sum(doc_numbers(stack).values())
+    assert created_before_rerun == sending
+
+    report = stack.app.engine().run(stack.channel_id)
+    assert report.error == ""
+    assert report.counts["recovered_bound"] == sending
+    numbers = doc_numbers(stack)
+    assert max(numbers.values()) == 1
+    assert sum(numbers.values()) == order_states(stack)[OrderState.POSTED]
+
+
+def test_server_errors_are_retried(stack_factory: StackFactory, db_url: str) -> None:
+    stack = stack_factory(db_url, orders=25)
+    stack.qbo.inject(Fault(kind="status", status=503, count=2, path_contains="batch"))
+    report = stack.app.engine().run(stack.channel_id)
+    assert report.error == ""
+    assert order_states(stack)[OrderState.FAILED] == 0
+    assert max(doc_numbers(stack).values()) == 1
+
+
+def test_manual_sync_by_order_numbers_leaves_the_cursor(stack_factory: StackFactory, tmp_path: Any) -> None:
+    stack = stack_factory(f"sqlite:///{tmp_path / 'manual.db'}", orders=30)
+    paid = [str(o["order_number"]) for o in stack.shop.orders.values() if o["financial_status"] == "paid"][:3]
+    report = stack.app.engine().run(stack.channel_id, RunOptions(order_numbers=tuple(paid)))
+    assert report.error == ""
+    assert sorted(doc_numbers(stack)) == sorted(paid)
+    with stack.app.db.session() as session:
+        from ledgerlink.store.models import CursorRow
+
+        assert session.get(CursorRow, stack.channel_id) is None
+    full = stack.app.engine().run(stack.channel_id)
+    assert max(doc_numbers(stack).values()) == 1
+    assert full.counts["posted"] == order_states(stack)[OrderState.POSTED] - 3
+
+
+def test_dry_run_writes_nothing(stack_factory: StackFactory, tmp_path: Any) -> None:
+    stack = stack_factory(f"sqlite:///{tmp_path / 'dry.db'}", orders=15)
+    report = stack.app.engine().run(stack.channel_id, RunOptions(dry_run=True))
+    assert report.previews
+    assert stack.qbo.entities("SalesReceipt") == []
+    with stack.app.db.session() as session:
+        assert session.scalar(select(func.count()).select_from(StoredOrder)) == 0
+        assert session.scalar(select(func.count()).select_from(Posting)) == 0
+
+
+def test_changed_order_after_posting_is_not_posted_again(stack_factory: StackFactory, tmp_path: Any) -> None:
+    stack = stack_factory(f"sqlite:///{tmp_path / 'changed.db'}", orders=10)
+    engine = stack.app.engine()
+    engine.run(stack.channel_id)
+    before = doc_numbers(stack)
+    target = next(o for o in stack.shop.orders.values() if str(o["order_number"]) in before)
+    stack.shop.update_order(target["id"], {"note": "gift wrap please", "tags": "vip"})
+    report = engine.run(stack.channel_id)
+    assert report.counts["orders_changed"] == 1
+    assert doc_numbers(stack) == before
+    with stack.app.db.session() as session:
+        order = session.scalars(select(StoredOrder).where(StoredOrder.channel_order_id == str(target["id"]))).one()
+        assert order.revision == 2
+        assert order.state == OrderState.POSTED
+        live = session.scalars(select(Posting).where(Posting.order_id == order.id)).all()
+        assert [p.state for p in live] == [PostingState.POSTED]
+
+
+@pytest.mark.parametrize("policy", ["sqlite"])
+def test_expired_access_token_is_refreshed_and_rotation_stored(
+    stack_factory: StackFactory, tmp_path: Any, policy: str
+) -> None:
+    stack = stack_factory(f"sqlite:///{tmp_path / 'tokens.db'}", orders=10)
+    stack.qbo.inject(Fault(kind="expire_tokens", count=1))
+    from ledgerlink.store.models import Connection
+    from ledgerlink.sync.tokens import tokens_from_secrets
+
+    with stack.app.db.session() as session:
+        books = session.scalars(select(Connection).where(Connection.role == "books")).one()
+        before = tokens_from_secrets(stack.app.box.open(books.secrets))
+    report = stack.app.engine().run(stack.channel_id)
+    assert report.error == ""
+    with stack.app.db.session() as session:
+        books = session.scalars(select(Connection).where(Connection.role == "books")).one()
+        after = tokens_from_secrets(stack.app.box.open(books.secrets))
+        assert books.status == "ok"
+    assert after.refresh_token != before.refresh_token
+    assert report.counts["posted"] > 0
