@@ -4,7 +4,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: demo test lint unit bench serve services clean
+.PHONY: demo test lint unit bench serve services browsers clean
 
 $(STAMP): pyproject.toml requirements.lock
 	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -24,11 +24,19 @@ lint: $(STAMP)
 services:
 	@bash scripts/services.sh
 
-test: $(STAMP) lint services
+# Debian's Chromium for the browser tests (Playwright drives it; never a browser download).
+browsers:
+	@test -x /usr/bin/chromium || (echo "installing Debian's chromium for the browser tests" && \
+	  apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium)
+
+test: $(STAMP) lint services browsers
 	$(BIN)/python -m pytest -n 2 -q
 
 unit: $(STAMP)
 	$(BIN)/python -m pytest -q tests/unit
+
+serve: $(STAMP)
+	$(BIN)/ledgerlink serve --demo
 
 bench: $(STAMP)
 	$(BIN)/ledgerlink bench

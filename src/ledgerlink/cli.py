@@ -210,7 +210,7 @@ def connect_shopify(
     from ledgerlink.bootstrap import bootstrap
     from ledgerlink.domain.settings import ChannelSettings
     from ledgerlink.sync.connections import add_connection, find_connection
-    from ledgerlink.sync.engine import save_settings
+    from ledgerlink.sync.engine import load_settings, save_settings
 
     application = bootstrap()
     config: dict[str, Any] = {"shop": shop}
@@ -230,7 +230,8 @@ def connect_shopify(
             secrets={"access_token": access_token},
             books_id=books_conn.id,
         )
-        save_settings(session, conn.id, ChannelSettings())
+        if load_settings(session, conn.id) == ChannelSettings():
+            save_settings(session, conn.id, ChannelSettings(), changed_by="cli")
         out.print(f"connected Shopify store {shop} as {conn.name!r}, posting to {books_conn.name!r}")
         out.print("next: `ledgerlink settings suggest --connection " + name + "` to map the chart of accounts")
 
@@ -332,6 +333,44 @@ def demo(
 
     code = run_demo(out, orders=orders, seed=seed, data_dir=data_dir)
     raise typer.Exit(code)
+
+
+@app.command()
+def serve(
+    host: Annotated[str, typer.Option("--host")] = "127.0.0.1",
+    port: Annotated[int, typer.Option("--port")] = 8000,
+    demo: Annotated[bool, typer.Option("--demo", help="start the local sandboxes and a demo login")] = False,
+    worker: Annotated[bool, typer.Option("--worker/--no-worker", help="run the scheduler and worker here")] = True,
+) -> None:
+    """Run the web app, with the embedded scheduler and worker (SQLite by default)."""
+    import uvicorn
+
+    from ledgerlink.bootstrap import bootstrap
+    from ledgerlink.sync.jobs import EmbeddedRunner
+    from ledgerlink.web.app import create_app
+
+    running: list[Any] = []
+    settings = None
+    if demo:
+        from ledgerlink.sandbox.demo import DEMO_EMAIL, DEMO_PASSWORD, create_demo_login, demo_environment
+
+        settings, running = demo_environment(Path("var/serve"), f"http://{host}:{port}")
+    application = bootstrap(settings)
+    if demo:
+        create_demo_login(application)
+    runner = EmbeddedRunner(application).start() if worker else None
+    out.print(f"ledgerlink is running: [bold]http://{host}:{port}/[/bold]")
+    if demo:
+        out.print(f"demo login: [bold]{DEMO_EMAIL}[/bold] / [bold]{DEMO_PASSWORD}[/bold]")
+        out.print(f"sandbox Shopify store: {settings.demo_shopify_shop if settings else ''} (token is pre-filled)")
+    try:
+        uvicorn.run(create_app(application), host=host, port=port, log_level="warning")
+    finally:
+        if runner is not None:
+            runner.stop()
+        for server in running:
+            if hasattr(server, "stop"):
+                server.stop()
 
 
 @sandbox_app.command("qbo")

@@ -21,6 +21,20 @@ class Settings(BaseSettings):
     database_url: str = Field(default="", description="SQLAlchemy URL; SQLite file under data_dir when empty")
     secret_key: SecretStr = SecretStr(DEV_SECRET)
     broker_url: str = ""
+    # The web app: the address people reach it at (OAuth redirect URIs are built from it).
+    public_url: str = "http://127.0.0.1:8000"
+    session_https_only: bool = False
+    # The QuickBooks Online app ("Connect to QuickBooks"); endpoints default to Intuit's, a sandbox overrides them.
+    qbo_client_id: str = ""
+    qbo_client_secret: SecretStr = SecretStr("")
+    qbo_environment: Literal["production", "sandbox"] = "production"
+    qbo_api_base: str = ""
+    qbo_authorize_url: str = ""
+    qbo_token_url: str = ""
+    # Demo mode (`ledgerlink serve --demo`): the local sandboxes' addresses, shown as hints on the forms.
+    demo_shopify_url: str = ""
+    demo_shopify_shop: str = ""
+    demo_shopify_token: str = ""
 
     @model_validator(mode="after")
     def _refuse_default_secret(self) -> Settings:

@@ -25,6 +25,8 @@ LABELS = {
     "unknown_outcome": "answers lost in transit",
     "retried": "postings retried later",
     "postings_failed": "documents refused by QuickBooks",
+    "orders_retried": "failed orders put back in line (--retry-failed)",
+    "refunds_not_posted": "orders with refunds not posted yet (see the event log)",
 }
 
 

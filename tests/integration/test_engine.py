@@ -224,3 +224,99 @@ def test_expired_access_token_is_refreshed_and_rotation_stored(
         assert books.status == "ok"
     assert after.refresh_token != before.refresh_token
     assert report.counts["posted"] > 0
+
+
+def test_retry_after_a_refused_number_replans_with_the_new_prefix(stack_factory: StackFactory, tmp_path: Any) -> None:
+    stack = stack_factory(f"sqlite:///{tmp_path / 'retry.db'}", orders=12)
+    paid = sorted(str(o["order_number"]) for o in stack.shop.orders.values() if o["financial_status"] == "paid")
+    taken = paid[0]
+    # Someone typed a sales receipt with this number into QuickBooks by hand.
+    creds = stack.qbo.credentials(stack.qbo_server.base_url)
+    import httpx
+
+    item = stack.qbo.entities("Item")[0]["Id"]
+    line = {
+        "DetailType": "SalesItemLineDetail",
+        "Amount": 5,
+        "SalesItemLineDetail": {"ItemRef": {"value": item}, "Qty": 1, "UnitPrice": 5},
+    }
+    body = {"DocNumber": taken, "Line": [line]}
+    answer = httpx.post(
+        f"{creds['api_base']}/company/{creds['realm_id']}/salesreceipt?minorversion=75",
+        json=body,
+        headers={"Authorization": f"Bearer {creds['access_token']}"},
+    )
+    assert answer.status_code == 200, answer.text
+    engine = stack.app.engine()
+    first = engine.run(stack.channel_id)
+    failed = {number for number, _field, _message in first.failures}
+    assert failed == {taken}
+    from ledgerlink.sync.engine import load_settings, save_settings
+
+    with stack.app.db.session() as session:
+        settings = load_settings(session, stack.channel_id)
+        save_settings(session, stack.channel_id, settings.model_copy(update={"doc_number_prefix": "SH-"}))
+    again = engine.run(stack.channel_id, RunOptions(retry_failed=True))
+    assert again.counts["orders_retried"] == 1
+    assert again.counts["posted"] == 1
+    assert doc_numbers(stack)[f"SH-{taken}"] == 1
+    assert doc_numbers(stack)[taken] == 1  # the hand-made one, untouched
+
+
+def test_changed_after_part_was_posted_is_not_posted_again(stack_factory: StackFactory, tmp_path: Any) -> None:
+    stack = stack_factory(f"sqlite:///{tmp_path / 'partial.db'}", orders=8)
+    from ledgerlink.domain.settings import TransactionType
+    from ledgerlink.sync.engine import load_settings, save_settings
+
+    with stack.app.db.session() as session:
+        settings = load_settings(session, stack.channel_id)
+        save_settings(
+            session, stack.channel_id, settings.model_copy(update={"transaction_type": TransactionType.INVOICE})
+        )
+    # QuickBooks refuses every payment: the invoices post, the payments fail.
+    engine = stack.app.engine()
+    from ledgerlink.books.base import PushResult, PushStatus
+
+    adapters = stack.app.adapters
+
+    class RefusePayments:
+        kind = "qbo"
+
+        def __init__(self, inner: Any) -> None:
+            self.inner = inner
+
+        def __getattr__(self, name: str) -> Any:
+            return getattr(self.inner, name)
+
+        def push(self, requests: Any) -> Any:
+            invoices = [r for r in requests if r.document.kind.value != "Payment"]
+            results = list(self.inner.push(invoices)) if invoices else []
+            results += [
+                PushResult(key=r.key, status=PushStatus.FAILED, error="refused for the test", code="6000")
+                for r in requests
+                if r.document.kind.value == "Payment"
+            ]
+            return results
+
+    from ledgerlink.sync.engine import SyncEngine
+
+    refusing = SyncEngine(
+        stack.app.db, channel_factory=adapters.channel, books_factory=lambda conn: RefusePayments(adapters.books(conn))
+    )
+    refusing.run(stack.channel_id)
+    invoices_before = len(stack.qbo.entities("Invoice"))
+    assert invoices_before > 0
+    assert stack.qbo.entities("Payment") == []
+    target = next(
+        o
+        for o in stack.shop.orders.values()
+        if any(str(o["order_number"]) == str(e["DocNumber"]) for e in stack.qbo.entities("Invoice"))
+    )
+    stack.shop.update_order(target["id"], {"note": "changed after posting"})
+    report = engine.run(stack.channel_id)
+    assert len(stack.qbo.entities("Invoice")) == invoices_before
+    with stack.app.db.session() as session:
+        order = session.scalars(select(StoredOrder).where(StoredOrder.channel_order_id == str(target["id"]))).one()
+        assert order.state == OrderState.FAILED
+        assert order.error_field == "revision"
+    assert report.counts.get("posted_Invoice", 0) == 0

@@ -132,7 +132,7 @@ def full_settings() -> ChannelSettings:
             deposit="35",
         ),
         customers=CustomerSettings(mode=CustomerMode.PER_BUYER, single_name="Shop", when_missing=MissingCustomer.FAIL),
-        items=ItemSettings(when_missing=MissingItem.CREATE_INVENTORY, no_sku_item_name="no sku"),
+        items=ItemSettings(when_missing=MissingItem.CREATE_INVENTORY, sku_map={"A-1": "Widget"}),
         tax=TaxSettings(mode=TaxMode.LINE_ITEM, tax_item_name="Tax"),
         shipping_item_name="Freight",
         use_books_shipping_line=False,

@@ -99,6 +99,7 @@ class Document(_Value):
     ar_account: Ref | None = None
     payment_method: Ref | None = None
     class_ref: Ref | None = None
+    tax_code: Ref | None = None
     links: tuple[Link, ...] = ()
 
     def lines_total(self) -> Decimal:

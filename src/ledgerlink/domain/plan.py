@@ -26,6 +26,7 @@ from ledgerlink.domain.order import Order
 from ledgerlink.domain.settings import (
     ChannelSettings,
     CustomerMode,
+    ItemMatch,
     MissingCustomer,
     MissingItem,
     SyncDirection,
@@ -88,6 +89,8 @@ def catalog_query(order: Order, settings: ChannelSettings) -> CatalogQuery:
             query.item_names.add(line.name.strip())
         if line.sku.strip() or line.name.strip():
             query.item_names.add(_item_name(line.sku.strip() or line.name.strip()))
+        if mapped := settings.items.mapped_item(line.sku):
+            query.item_names.add(mapped)
     query.item_names |= {
         _item_name(name)
         for name in (
@@ -213,11 +216,27 @@ class _Planner:
         if not sku and not name:
             raise self.fail("the line has neither a SKU nor a name to match an item on", f"lines[{index}].sku")
         item_name = _item_name(sku or name)
+        items = self.settings.items
+        mapped = items.mapped_item(sku)
+        if mapped is not None:
+            hit = self.catalog.find_item("", mapped)
+            if hit is None:
+                raise self.fail(
+                    f"SKU {sku!r} is mapped to the QuickBooks item {mapped!r}, which QuickBooks does not have",
+                    f"lines[{index}].sku",
+                )
+            return Ref(key=f"item:{hit.id}", name=hit.name, id=hit.id)
+        if items.match_on is ItemMatch.SKU:
+            hit = self.catalog.find_item(sku, "") if sku else None
+        elif items.match_on is ItemMatch.NAME:
+            hit = self.catalog.find_item("", name)
+        else:
+            hit = self.catalog.find_item(sku, name)
         # Also look for the (cleaned, shortened) name an item is created under, or it would be created again.
-        hit = self.catalog.find_item(sku, name) or self.catalog.find_item("", item_name)
+        hit = hit or self.catalog.find_item("", item_name)
         if hit is not None:
             return Ref(key=f"item:{hit.id}", name=hit.name, id=hit.id)
-        how = self.settings.items.when_missing
+        how = items.when_missing
         if how is MissingItem.FAIL:
             raise self.fail(
                 f"no QuickBooks item matches SKU {sku!r} or name {name!r}; map it or create it in QuickBooks "
@@ -391,6 +410,7 @@ class _Planner:
             "billing_address": None if order.billing_address.is_empty() else order.billing_address,
             "shipping_address": None if order.shipping_address.is_empty() else order.shipping_address,
             "class_ref": Ref(key=f"class:{settings.class_id}", id=settings.class_id) if settings.class_id else None,
+            "tax_code": self.tax_code(),
         }
         lines = self.balance(lines, tax_total)
         sale = {**base, "lines": tuple(lines), "tax_total": tax_total, "total": order.totals.total}
@@ -468,6 +488,18 @@ class _Planner:
                 amount=difference,
             ),
         ]
+
+    def tax_code(self) -> Ref | None:
+        """The tax code of the jurisdiction the order ships to, when the tax table has one."""
+        if self.settings.tax.mode is not TaxMode.PINNED_TOTAL or not self.settings.tax.jurisdictions:
+            return None
+        order = self.order
+        address = order.shipping_address if not order.shipping_address.is_empty() else order.billing_address
+        code = self.settings.tax.code_for(address.country, address.region, address.city)
+        if code is None:
+            return None
+        known = self.catalog.tax_codes.get(fold(code))
+        return Ref(key=f"tax_code:{code}", name=code, id=known or code)
 
     def deposit(self) -> Ref:
         return self.account(

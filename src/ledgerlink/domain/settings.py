@@ -7,11 +7,11 @@ from __future__ import annotations
 
 import enum
 from datetime import date, time
-from typing import Annotated
+from typing import Annotated, Any
 
 from pydantic import BaseModel, ConfigDict, Field, StringConstraints, model_validator
 
-SETTINGS_VERSION = 1
+SETTINGS_VERSION = 2
 
 
 class _Section(BaseModel):
@@ -124,16 +124,61 @@ class CustomerSettings(_Section):
     when_missing: MissingCustomer = MissingCustomer.CREATE
 
 
-class ItemSettings(_Section):
-    """Items match on SKU, then on name; what happens when neither matches."""
+class ItemMatch(enum.StrEnum):
+    """Which QuickBooks field a channel product is matched on."""
 
+    SKU_THEN_NAME = "sku_then_name"
+    SKU = "sku"
+    NAME = "name"
+
+
+class ItemSettings(_Section):
+    """How products match QuickBooks items, what happens when none matches, and explicit SKU mappings."""
+
+    match_on: ItemMatch = ItemMatch.SKU_THEN_NAME
     when_missing: MissingItem = MissingItem.CREATE_NON_INVENTORY
-    no_sku_item_name: str = Field(default="unknown_do_not_delete", min_length=1, max_length=100)
+    # Channel SKU → name of the QuickBooks item it posts as (many SKUs may share one item).
+    sku_map: dict[str, str] = Field(default_factory=dict)
+
+    def mapped_item(self, sku: str) -> str | None:
+        """The QuickBooks item name a SKU is mapped to (SKUs compare case-insensitively)."""
+        if not sku or not self.sku_map:
+            return None
+        wanted = sku.strip().casefold()
+        for channel_sku, item in self.sku_map.items():
+            if channel_sku.strip().casefold() == wanted:
+                return item
+        return None
+
+
+class TaxJurisdiction(_Section):
+    """Orders shipped to this place get this QuickBooks tax code (city is optional; more specific wins)."""
+
+    country: str = Field(default="US", min_length=2, max_length=2)
+    region: str = Field(min_length=1, max_length=50)
+    city: str = Field(default="", max_length=100)
+    tax_code: str = Field(min_length=1, max_length=100)
 
 
 class TaxSettings(_Section):
     mode: TaxMode = TaxMode.PINNED_TOTAL
     tax_item_name: str = Field(default="Sales Tax", min_length=1, max_length=100)
+    jurisdictions: list[TaxJurisdiction] = Field(default_factory=list)
+
+    def code_for(self, country: str, region: str, city: str) -> str | None:
+        """The tax code of the most specific jurisdiction matching an address, if any."""
+        best: tuple[int, str] | None = None
+        for row in self.jurisdictions:
+            if row.country.casefold() != (country or "US").casefold():
+                continue
+            if row.region.casefold() != region.casefold():
+                continue
+            if row.city and row.city.casefold() != city.casefold():
+                continue
+            rank = 2 if row.city else 1
+            if best is None or rank > best[0]:
+                best = (rank, row.tax_code)
+        return best[1] if best else None
 
 
 class ChannelSettings(_Section):
@@ -141,6 +186,7 @@ class ChannelSettings(_Section):
 
     version: int = SETTINGS_VERSION
     direction: SyncDirection = SyncDirection.TO_BOOKS
+    push_stock_levels: bool = False
     orders: OrderFilter = Field(default_factory=OrderFilter)
     schedule: Schedule = Field(default_factory=Schedule)
     update_policy: UpdatePolicy = UpdatePolicy.UPDATE
@@ -159,11 +205,31 @@ class ChannelSettings(_Section):
     adjust_total: bool = False
     adjust_item_name: str = Field(default="Rounding adjustment", min_length=1, max_length=100)
 
+    @model_validator(mode="before")
+    @classmethod
+    def _migrate(cls, data: Any) -> Any:
+        """Read settings saved by an older schema version: each step upgrades one version."""
+        if not isinstance(data, dict):
+            return data
+        version = data.get("version", 1)
+        if version < 2:
+            # v2: the unused "no SKU" item name went; SKU mapping, match field, tax table and stock push came.
+            data = {**data, "version": 2}
+            items = data.get("items")
+            if isinstance(items, dict):
+                data["items"] = {k: v for k, v in items.items() if k != "no_sku_item_name"}
+        return data
+
     @model_validator(mode="after")
     def _consistent(self) -> ChannelSettings:
+        # One choice, two switches: "create inventory items" and "missing items: create inventory" agree.
         # validate_assignment re-runs this validator on every assignment: only assign when it changes something.
         if self.items.when_missing is MissingItem.CREATE_INVENTORY and not self.create_inventory_items:
             self.create_inventory_items = True
+        elif self.create_inventory_items and self.items.when_missing is MissingItem.CREATE_NON_INVENTORY:
+            self.items.when_missing = MissingItem.CREATE_INVENTORY
+        elif self.create_inventory_items and self.items.when_missing is MissingItem.FAIL:
+            self.create_inventory_items = False
         if self.customers.when_missing is MissingCustomer.USE_SINGLE and self.customers.mode is CustomerMode.SINGLE:
             self.customers.when_missing = MissingCustomer.CREATE
         return self

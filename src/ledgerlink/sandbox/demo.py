@@ -11,6 +11,7 @@ import shutil
 from datetime import UTC, datetime, timedelta
 from decimal import Decimal
 from pathlib import Path
+from typing import Any
 
 from rich.console import Console
 from rich.progress import Progress, SpinnerColumn, TextColumn, TimeElapsedColumn
@@ -177,3 +178,56 @@ def _print_totals(console: Console, application: App, qbo: QboSandbox) -> bool:
     table.add_row("QuickBooks Online (documents in the company)", f"{books_total:.2f}")
     console.print(table)
     return channel_total == ledger_total == books_total
+
+
+DEMO_EMAIL = "demo@ledgerlink.test"
+DEMO_PASSWORD = "ledgerlink-demo"
+
+
+def demo_environment(
+    data_dir: Path, public_url: str, *, orders: int = 120, seed: int = 7
+) -> tuple[Settings, list[Any]]:
+    """Sandboxes on local ports and settings pointing the web app at them (`ledgerlink serve --demo`).
+
+    Returns the settings and the running servers (stop them on exit). The database starts empty but for a
+    demo login, so a newcomer walks the connections and the wizard themselves.
+    """
+    from ledgerlink.sandbox.server import RunningServer
+
+    shutil.rmtree(data_dir, ignore_errors=True)
+    data_dir.mkdir(parents=True, exist_ok=True)
+    qbo = QboSandbox(redirect_uri=f"{public_url.rstrip('/')}/connections/qbo/callback")
+    shop = ShopifySandbox()
+    shop.add_orders(generate_orders(orders, seed=seed, broken=True))
+    qbo_server: RunningServer = serve(qbo.app)
+    shop_server: RunningServer = serve(shop.app)
+    creds = qbo.credentials(qbo_server.base_url)
+    shop_creds = shop.credentials(shop_server.base_url)
+    settings = Settings(
+        data_dir=data_dir,
+        database_url=f"sqlite:///{data_dir / 'ledgerlink.db'}",
+        public_url=public_url,
+        qbo_client_id=creds["client_id"],
+        qbo_client_secret=creds["client_secret"],
+        qbo_environment="sandbox",
+        qbo_api_base=creds["api_base"],
+        qbo_authorize_url=creds["authorize_url"],
+        qbo_token_url=creds["token_url"],
+        demo_shopify_url=shop_creds["base_url"],
+        demo_shopify_shop=shop_creds["shop"],
+        demo_shopify_token=shop_creds["access_token"],
+    )
+    return settings, [qbo_server, shop_server, qbo, shop]
+
+
+def create_demo_login(application: App) -> None:
+    """The demo user and company (no connections yet)."""
+    from ledgerlink.store.models import Company, Membership, User
+    from ledgerlink.web.security import hash_password
+
+    with application.db.session() as session:
+        user = User(email=DEMO_EMAIL, name="Demo Bookkeeper", password_hash=hash_password(DEMO_PASSWORD))
+        company = Company(name="Demo Merchant", notify_email=DEMO_EMAIL, notify_events=["sync_failed"])
+        session.add_all([user, company])
+        session.flush()
+        session.add(Membership(user_id=user.id, company_id=company.id, role="owner"))

@@ -35,7 +35,23 @@ def add_connection(
     secrets: dict[str, Any],
     books_id: int | None = None,
 ) -> Connection:
-    """Store a connection; `secrets` are encrypted, `config` is plain (nothing secret in it)."""
+    """Store a connection; `secrets` are encrypted, `config` is plain (nothing secret in it).
+
+    Connecting again under the same name replaces its configuration and credentials (a reconnect keeps the
+    connection's id, so its ledger and the markers in QuickBooks stay valid)."""
+    existing = session.scalars(
+        select(Connection).where(Connection.company_id == company.id, Connection.name == name)
+    ).first()
+    if existing is not None:
+        if existing.kind != kind:
+            raise LedgerlinkError(f"connection {name!r} is a {existing.kind} connection, not {kind}")
+        existing.config = config
+        existing.secrets = box.seal(secrets)
+        existing.secrets_version += 1
+        existing.status, existing.status_detail = "ok", ""
+        if books_id is not None:
+            existing.books_id = books_id
+        return existing
     conn = Connection(
         company_id=company.id,
         name=name,

@@ -18,8 +18,10 @@ from collections import Counter
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime, timedelta
+from decimal import Decimal
 from typing import Any
 
+from pydantic import ValidationError
 from sqlalchemy import and_, exists, or_, select, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session, aliased
@@ -28,7 +30,7 @@ from ledgerlink.books.base import Books, Operation, PushRequest, PushResult, Pus
 from ledgerlink.channels.base import Channel, Cursor, Window
 from ledgerlink.domain.catalog import Catalog, CatalogQuery, MasterData
 from ledgerlink.domain.documents import Document
-from ledgerlink.domain.errors import LedgerlinkError, MappingError, NeedsUserError
+from ledgerlink.domain.errors import ConfigError, LedgerlinkError, MappingError, NeedsUserError
 from ledgerlink.domain.order import Order
 from ledgerlink.domain.plan import Plan, catalog_query, plan
 from ledgerlink.domain.settings import ChannelSettings, UpdatePolicy
@@ -117,7 +119,13 @@ class SyncEngine:
 
     # -- the run ----------------------------------------------------------------------------------------
 
-    def run(self, channel_id: int, options: RunOptions | None = None) -> RunReport:
+    def run(
+        self,
+        channel_id: int,
+        options: RunOptions | None = None,
+        *,
+        on_start: Callable[[int], None] | None = None,
+    ) -> RunReport:
         """One pull/plan/push pass for a channel connection; never raises for one bad order."""
         options = options or RunOptions()
         report = RunReport()
@@ -134,26 +142,39 @@ class SyncEngine:
                 session.add(run)
                 session.flush()
                 report.run_id = run.id
+        if on_start is not None and report.run_id is not None:
+            on_start(report.run_id)
         channel = self.channel_factory(conn)
         books = self.books_factory(books_conn)
+        live = _LiveCounts(self.db, report)
+        outer = self.progress
+
+        def progress(stage: str, done: int, total: int | None) -> None:
+            outer(stage, done, total)
+            live.write(stage)
+
+        self.progress = progress
         try:
             started = time.perf_counter()
             if options.dry_run:
                 self._dry_run(channel, books, settings, options, report)
                 return report
+            if options.retry_failed:
+                report.counts["orders_retried"] += self._retry_failed(conn.id, options.order_numbers)
             self._pull(conn, channel, options, report)
             report.timings["pull"] = time.perf_counter() - started
             mark = time.perf_counter()
             self._plan(conn, books, settings, options, report)
             report.timings["plan"] = time.perf_counter() - mark
             mark = time.perf_counter()
-            self.push(books_conn, books, report, retry_failed=options.retry_failed, company_id=conn.company_id)
+            self.push(books_conn, books, report)
             report.timings["push"] = time.perf_counter() - mark
         except NeedsUserError as exc:
             report.error = f"{exc} ({exc.action})" if exc.action else str(exc)
         except LedgerlinkError as exc:
             report.error = str(exc)
         finally:
+            self.progress = outer
             channel.close()
             books.close()
             if report.run_id is not None:
@@ -294,21 +315,32 @@ class SyncEngine:
         """A changed order: unsent postings of the old revision are superseded; posted ones stay bound."""
         postings = session.scalars(select(Posting).where(Posting.order_id == stored.id)).all()
         in_books = [p for p in postings if p.state in (PostingState.POSTED, PostingState.SENDING)]
-        for posting in postings:
-            if posting.state in (PostingState.PENDING, PostingState.FAILED):
-                posting.state = PostingState.SUPERSEDED
+        unsent = [p for p in postings if p.state in (PostingState.PENDING, PostingState.FAILED)]
+        for posting in unsent:
+            posting.state = PostingState.SUPERSEDED
         if not in_books:
             stored.state, stored.detail, stored.error_field = OrderState.PENDING, "", ""
             return
         settings = load_settings(session, stored.connection_id)
-        if settings.update_policy is UpdatePolicy.IGNORE:
+        if unsent:
+            # Part of the order is in the books and part is not: planning the new revision from scratch
+            # would post the first part again, so a person decides.
+            stored.state, stored.error_field = OrderState.FAILED, "revision"
+            stored.detail = (
+                f"changed in the channel (revision {stored.revision}) after part of it was posted "
+                f"({', '.join(sorted(p.kind for p in in_books))}); the rest was not posted. Updating posted "
+                "documents is not supported yet: complete it in QuickBooks"
+            )
+            message = stored.detail
+        elif settings.update_policy is UpdatePolicy.IGNORE:
+            stored.state, stored.detail = OrderState.POSTED, "changed after posting; left as posted (ignore)"
             message = "changed in the channel after it was posted; left as posted (update policy: ignore)"
         else:
-            # Updating documents already in the books comes with the order-life-cycle work; until then the
-            # posted documents are left untouched, never posted a second time.
+            stored.state = OrderState.POSTED
+            stored.detail = f"changed in the channel after posting (revision {stored.revision})"
             message = (
                 f"changed in the channel after it was posted (revision {stored.revision}); the posted documents "
-                "were left as they are"
+                "were left as they are: updating posted documents is not supported yet"
             )
         session.add(
             Event(
@@ -413,22 +445,43 @@ class SyncEngine:
                     report.failures.append((stored.number, "master_data", message))
                     continue
                 created = self._write_postings(session, conn, stored, result.documents)
+                if result.order.refunds and created:
+                    refunded = sum((r.amount for r in result.order.refunds), Decimal(0))
+                    session.add(
+                        Event(
+                            company_id=stored.company_id,
+                            connection_id=conn.id,
+                            order_id=stored.id,
+                            level="warning",
+                            kind="refund_not_posted",
+                            message=f"order {stored.number}: the sale is posted at its original total; its "
+                            f"refunds ({refunded}) are not posted yet — record them in QuickBooks",
+                        )
+                    )
+                    report.counts["refunds_not_posted"] += 1
                 report.counts["postings_planned"] += created
-                report.counts["orders_planned"] += 1
+                if created:
+                    report.counts["orders_planned"] += 1
                 stored.state, stored.detail, stored.error_field = OrderState.PLANNED, "", ""
+                # Another worker may have posted some or all of these already: the postings decide the state.
+                session.flush()
+                _settle_order(session, stored.id)
         return catalog
 
     def _write_postings(self, session: Session, conn: Connection, stored: StoredOrder, docs: list[Document]) -> int:
+        """One posting per document role of this revision; a role already live (posted, pending, …) is kept."""
         if conn.books_id is None:
             raise LedgerlinkError(f"channel connection {conn.name!r} has no QuickBooks connection to post to")
-        by_role: dict[str, Posting] = {}
+        existing = session.scalars(
+            select(Posting).where(Posting.order_id == stored.id, Posting.revision == stored.revision)
+        ).all()
+        by_role: dict[str, Posting] = {p.role: p for p in existing if p.state in OPEN_POSTING_STATES}
+        replaced = Counter(p.role for p in existing if p.state == PostingState.SUPERSEDED)
         created = 0
         for doc in docs:
-            key = posting_key(conn.id, stored.channel_order_id, doc.role, stored.revision)
-            existing = session.scalars(select(Posting).where(Posting.key == key)).first()
-            if existing is not None:
-                by_role[doc.role] = existing
+            if doc.role in by_role:
                 continue
+            key = posting_key(conn.id, stored.channel_order_id, doc.role, stored.revision, attempt=replaced[doc.role])
             doc = doc.model_copy(update={"marker": order_marker(conn.id, stored.channel_order_id, doc.role)})
             depends = next((by_role[link.role] for link in doc.links if link.role in by_role), None)
             posting = Posting(
@@ -480,19 +533,9 @@ class SyncEngine:
 
     # -- push -------------------------------------------------------------------------------------------
 
-    def push(
-        self,
-        books_conn: Connection,
-        books: Books,
-        report: RunReport,
-        *,
-        retry_failed: bool = False,
-        company_id: int | None = None,
-    ) -> None:
+    def push(self, books_conn: Connection, books: Books, report: RunReport) -> None:
         """Post every ready posting of this books connection, one pusher per company at a time."""
         with PushLease(self.db, books_conn.id, sleep=self.sleep) as lease:
-            if retry_failed:
-                self._reset_failed(books_conn.id)
             self._recover(books, books_conn.id, report)
             while True:
                 claimed = self._claim(books_conn.id)
@@ -509,13 +552,18 @@ class SyncEngine:
                 lease.renew()
                 self.progress("push", report.counts["posted"], None)
 
-    def _reset_failed(self, books_id: int) -> None:
+    def _retry_failed(self, channel_id: int, numbers: tuple[str, ...]) -> int:
+        """Put this channel's failed orders (or the named ones) back in line to be planned again."""
         with self.db.session() as session:
-            session.execute(
-                update(Posting)
-                .where(Posting.books_id == books_id, Posting.state == PostingState.FAILED)
-                .values(state=PostingState.PENDING, error="", error_code="", not_before=None)
+            query = select(StoredOrder).where(
+                StoredOrder.connection_id == channel_id, StoredOrder.state == OrderState.FAILED
             )
+            if numbers:
+                query = query.where(StoredOrder.number.in_(numbers))
+            orders = session.scalars(query).all()
+            for order in orders:
+                retry_order(session, order)
+            return len(orders)
 
     def _recover(self, books: Books, books_id: int, report: RunReport) -> None:
         """Postings left `sending` by a crash or a lost answer: look them up before anything is re-sent."""
@@ -687,6 +735,25 @@ class SyncEngine:
 # -- helpers shared by the steps ---------------------------------------------------------------------------
 
 
+class _LiveCounts:
+    """Writes a running pass's counts to its SyncRun row at most once a second (the dashboard's progress bar)."""
+
+    def __init__(self, db: Database, report: RunReport, every: float = 1.0) -> None:
+        self.db = db
+        self.report = report
+        self.every = every
+        self.last = 0.0
+
+    def write(self, stage: str) -> None:
+        if self.report.run_id is None or time.monotonic() - self.last < self.every:
+            return
+        self.last = time.monotonic()
+        with self.db.session() as session:
+            run = session.get(SyncRun, self.report.run_id)
+            if run is not None:
+                run.counts = {**self.report.counts, "stage": stage}
+
+
 def load_settings(session: Session, connection_id: int) -> ChannelSettings:
     """The settings in force for a channel connection (the newest saved revision), or the defaults."""
     row = session.scalars(
@@ -695,11 +762,21 @@ def load_settings(session: Session, connection_id: int) -> ChannelSettings:
         .order_by(SettingsRevision.revision.desc())
         .limit(1)
     ).first()
-    return ChannelSettings.model_validate(row.data) if row else ChannelSettings()
+    if row is None:
+        return ChannelSettings()
+    try:
+        return ChannelSettings.model_validate(row.data)
+    except ValidationError as exc:
+        first = exc.errors()[0]
+        where = ".".join(str(p) for p in first["loc"])
+        raise ConfigError(
+            f"the saved settings (revision {row.revision}) are not valid: {first['msg']}; save them again",
+            field=where,
+        ) from None
 
 
-def save_settings(session: Session, connection_id: int, settings: ChannelSettings) -> int:
-    """Store a new revision of the settings; returns its number."""
+def save_settings(session: Session, connection_id: int, settings: ChannelSettings, changed_by: str = "") -> int:
+    """Store a new revision of the settings (who changed it is kept for the history); returns its number."""
     current = session.scalars(
         select(SettingsRevision.revision)
         .where(SettingsRevision.connection_id == connection_id)
@@ -713,9 +790,23 @@ def save_settings(session: Session, connection_id: int, settings: ChannelSetting
             revision=revision,
             schema_version=settings.version,
             data=settings.model_dump(mode="json"),
+            changed_by=changed_by,
         )
     )
     return revision
+
+
+def retry_order(session: Session, order: StoredOrder) -> None:
+    """Plan a failed order again with the settings now in force: refused documents are replaced (new key,
+    same marker); documents already in the books are kept and never sent again."""
+    if order.state != OrderState.FAILED or order.error_field == "revision":
+        return
+    session.execute(
+        update(Posting)
+        .where(Posting.order_id == order.id, Posting.state == PostingState.FAILED)
+        .values(state=PostingState.SUPERSEDED)
+    )
+    order.state, order.detail, order.error_field = OrderState.PENDING, "", ""
 
 
 def _plan_all(
@@ -732,16 +823,24 @@ def _plan_all(
 
 
 def _orders_with_live_postings(session: Session, order_ids: list[int]) -> set[int]:
-    """Orders whose current revision already has postings (planned once; never planned twice)."""
-    rows = session.execute(
+    """Orders not to plan now: their current revision has unfinished postings (pending, sending, failed), or
+    documents of an older revision are already in the books (changing those is an update, not a new post)."""
+    current = select(StoredOrder.revision).where(StoredOrder.id == Posting.order_id).scalar_subquery()
+    unfinished = session.execute(
         select(Posting.order_id).where(
             Posting.order_id.in_(order_ids),
-            Posting.state.in_(OPEN_POSTING_STATES),
-            Posting.revision
-            == select(StoredOrder.revision).where(StoredOrder.id == Posting.order_id).scalar_subquery(),
+            Posting.revision == current,
+            Posting.state.in_((PostingState.PENDING, PostingState.SENDING, PostingState.FAILED)),
         )
     )
-    return {r[0] for r in rows}
+    older_in_books = session.execute(
+        select(Posting.order_id).where(
+            Posting.order_id.in_(order_ids),
+            Posting.revision < current,
+            Posting.state.in_((PostingState.POSTED, PostingState.SENDING)),
+        )
+    )
+    return {r[0] for r in unfinished} | {r[0] for r in older_in_books}
 
 
 def _linked(session: Session, posting: Posting) -> tuple[tuple[str, str], ...]:

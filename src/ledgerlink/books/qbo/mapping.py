@@ -82,6 +82,9 @@ def to_qbo(doc: Document, *, linked: Mapping[str, str] = _NO_LINKS, company: Com
     if doc.tax_total is not None and doc.tax_total > 0:
         # Under US automated sales tax an explicit TotalTax is honoured: QuickBooks keeps the channel's tax.
         body["TxnTaxDetail"] = {"TotalTax": cents(doc.tax_total)}
+        if doc.tax_code is not None:
+            # The jurisdiction's code from the merchant's tax table (settings); the total stays the channel's.
+            body["TxnTaxDetail"]["TxnTaxCodeRef"] = ref(doc.tax_code)
     if company.country.upper() != "US":
         # Required outside the US; the plan only lets untaxed (or tax-as-a-line) documents through there.
         body["GlobalTaxCalculation"] = "NotApplicable"

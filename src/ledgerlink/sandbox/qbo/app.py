@@ -52,6 +52,9 @@ DEFAULT_CLIENT_SECRET = "sandboxClientSecret000000000000000000000"
 MIN_MINOR_VERSION = 75
 MAX_REQUEST_ID = 50
 MAX_BATCH_REQUEST_ID = 36
+# Intuit publishes one discovery document per environment; the sandbox answers at both names.
+DISCOVERY_PATH = "/.well-known/openid_configuration"
+DISCOVERY_PATHS = (DISCOVERY_PATH, "/.well-known/openid_sandbox_configuration")
 BATCH_OPERATIONS = ("create", "update", "delete")
 
 THROTTLE_MESSAGE = "message=ThrottleExceeded; errorCode=003001; statusCode=429"
@@ -166,7 +169,30 @@ class QboSandbox:
             "token_url": f"{base}/oauth2/v1/tokens/bearer",
             "authorize_url": f"{base}/connect/oauth2",
             "revoke_url": f"{base}/v2/oauth2/tokens/revoke",
+            "discovery_url": f"{base}{DISCOVERY_PATH}",
             "redirect_uri": self.redirect_uri,
+        }
+
+    def discovery(self, base_url: str) -> JSON:
+        """Intuit's OpenID Connect discovery document, naming this sandbox's endpoints.
+
+        Intuit's OAuth libraries (intuit-oauth's `AuthClient`) read their endpoints from this document, so
+        a client given its URL as the environment talks to the sandbox with no other change.
+        """
+        base = base_url.rstrip("/")
+        return {
+            "issuer": f"{base}/op/v1",
+            "authorization_endpoint": f"{base}/connect/oauth2",
+            "token_endpoint": f"{base}/oauth2/v1/tokens/bearer",
+            "userinfo_endpoint": f"{base}/v1/openid_connect/userinfo",
+            "revocation_endpoint": f"{base}/v2/oauth2/tokens/revoke",
+            "jwks_uri": f"{base}/op/v1/jwks",
+            "response_types_supported": ["code"],
+            "subject_types_supported": ["public"],
+            "id_token_signing_alg_values_supported": ["RS256"],
+            "scopes_supported": ["openid", "email", "profile", "address", "phone"],
+            "token_endpoint_auth_methods_supported": ["client_secret_post", "client_secret_basic"],
+            "claims_supported": ["aud", "exp", "iat", "iss", "realmid", "sub"],
         }
 
     def inject(self, fault: Fault) -> None:
@@ -459,6 +485,10 @@ class QboSandbox:
             return self._ok({entity: company.read(entity, parts[1])})
         if len(parts) == 1 and method == "POST":
             operation = params.get("operation")
+            if "void" in include and (operation or "update").lower() == "update":
+                # QBO voids a SalesReceipt or Payment by a sparse update with `include=void`
+                # (POST /salesreceipt?operation=update&include=void), as python-quickbooks sends it.
+                operation = "void"
             result = company.write(entity, _json_body(body), operation=operation, allow_duplicate_docnum=allow_dup)
             return self._ok({entity: result})
         raise unsupported(f"Operation {method} /{'/'.join(parts)} is not supported.")
@@ -566,6 +596,28 @@ class QboSandbox:
         if issued is None:
             return self._json(400, {"error": "invalid_grant"}, headers)
         return self._json(200, issued, headers)
+
+    def handle_userinfo(self, request: Request) -> Response:
+        """GET /v1/openid_connect/userinfo: the connected user, for a valid bearer token."""
+        scheme, _, token = request.headers.get("authorization", "").partition(" ")
+        problem = self.tokens.check(token.strip() if scheme.lower() == "bearer" else None)
+        if problem is not None:
+            response = self._json(401, {"error": "invalid_token"}, {"WWW-Authenticate": 'Bearer error="invalid_token"'})
+        else:
+            with self.lock:
+                email = self.company.company_info.get("Email", {}).get("Address", "sandbox@example.com")
+            response = self._json(
+                200,
+                {
+                    "sub": f"sandbox-user-{self.realm_id}",
+                    "givenName": "Sandbox",
+                    "familyName": "User",
+                    "email": email,
+                    "emailVerified": True,
+                },
+            )
+        self._log(request, response, _Exchange())
+        return response
 
     async def handle_revoke(self, request: Request) -> Response:
         """POST /v2/oauth2/tokens/revoke with {"token": ...}."""
@@ -716,6 +768,23 @@ def create_app(sandbox: QboSandbox) -> FastAPI:
     @app.get("/_sandbox/state")
     async def state() -> Response:
         return sandbox._json(200, sandbox.summary())
+
+    async def discovery(request: Request) -> Response:
+        return sandbox._json(200, sandbox.discovery(str(request.base_url)))
+
+    for path in DISCOVERY_PATHS:
+        # intuit-oauth asks with a trailing slash; an answer, not a redirect, for either spelling.
+        app.add_api_route(path, discovery, methods=["GET"])
+        app.add_api_route(f"{path}/", discovery, methods=["GET"])
+
+    @app.get("/op/v1/jwks")
+    async def jwks() -> Response:
+        # The sandbox issues no id_token, so it has no signing keys to publish.
+        return sandbox._json(200, {"keys": []})
+
+    @app.get("/v1/openid_connect/userinfo")
+    async def userinfo(request: Request) -> Response:
+        return sandbox.handle_userinfo(request)
 
     @app.post("/oauth2/v1/tokens/bearer")
     async def token(request: Request) -> Response:

@@ -1,6 +1,6 @@
 """The subset of QuickBooks Online's query language the sandbox understands, parsed and evaluated.
 
-Grammar: ``SELECT * | COUNT(*) | field[, field...] FROM Entity [WHERE cond [AND cond]...]
+Grammar: ``SELECT *[, field...] | COUNT(*) | field[, field...] FROM Entity [WHERE cond [AND cond]...]
 [ORDERBY field [ASC|DESC][, ...]] [STARTPOSITION n] [MAXRESULTS n]``, where a condition is
 ``path op value`` with op one of ``= < > <= >=``, ``IN (v, ...)`` or ``LIKE '%x%'``. Like QBO, there is no
 OR, no joins and no NOT; keywords, entity and field names are case-insensitive.
@@ -167,6 +167,10 @@ class _Parser:
         token = self.peek()
         if token is not None and token.kind == "punct" and token.text == "*":
             self.pos += 1
+            # QBO accepts fields after the star (`SELECT *, Sku FROM Item`, as python-quickbooks sends);
+            # the star already selects them.
+            while self._comma():
+                self.path()
         elif self.keyword("COUNT"):
             self.expect_punct("(")
             self.expect_punct("*")

@@ -1,0 +1,225 @@
+"""Sync jobs: "Sync now", the schedule and webhooks queue a job; a worker runs it. Embedded in `serve`.
+
+A job has an identity (connection + options): the same sync is never queued twice while one is waiting.
+The scale-out deployment runs the same `run_job` from Celery workers.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from collections.abc import Callable
+from datetime import UTC, date, datetime, timedelta
+from typing import Any
+
+from sqlalchemy import select, update
+from sqlalchemy.orm import Session
+
+from ledgerlink.bootstrap import App
+from ledgerlink.domain.settings import ScheduleKind, SyncDirection
+from ledgerlink.store.models import Connection, OrderState, StoredOrder, SyncJob, SyncRun
+from ledgerlink.sync.engine import RunOptions, load_settings, retry_order, save_settings
+
+log = logging.getLogger(__name__)
+
+
+def _now() -> datetime:
+    return datetime.now(UTC)
+
+
+def enqueue(
+    session: Session,
+    connection: Connection,
+    *,
+    trigger: str = "manual",
+    options: dict[str, Any] | None = None,
+    requested_by: str = "",
+) -> SyncJob:
+    """Queue a sync of one channel connection, unless the same one is already waiting."""
+    options = options or {}
+    waiting = session.scalars(
+        select(SyncJob).where(SyncJob.connection_id == connection.id, SyncJob.state == "queued")
+    ).all()
+    for job in waiting:
+        if job.options == options:
+            return job
+    job = SyncJob(
+        company_id=connection.company_id,
+        connection_id=connection.id,
+        trigger=trigger,
+        options=options,
+        requested_by=requested_by,
+    )
+    session.add(job)
+    session.flush()
+    return job
+
+
+def run_options(options: dict[str, Any], trigger: str) -> RunOptions:
+    """A job's stored options as the engine's RunOptions."""
+    return RunOptions(
+        created_from=date.fromisoformat(options["since"]) if options.get("since") else None,
+        created_to=date.fromisoformat(options["until"]) if options.get("until") else None,
+        order_numbers=tuple(options.get("orders") or ()),
+        retry_failed=bool(options.get("retry_failed")),
+        trigger=trigger,
+    )
+
+
+def claim_job(app: App) -> SyncJob | None:
+    """Take the oldest queued job (a conditional update: two workers never take the same one)."""
+    with app.db.session() as session:
+        candidate = session.scalars(
+            select(SyncJob.id).where(SyncJob.state == "queued").order_by(SyncJob.id).limit(1)
+        ).first()
+        if candidate is None:
+            return None
+        taken = session.execute(
+            update(SyncJob)
+            .where(SyncJob.id == candidate, SyncJob.state == "queued")
+            .values(state="running", started_at=_now())
+        )
+        if taken.rowcount != 1:  # type: ignore[attr-defined]
+            return None
+        job = session.get(SyncJob, candidate)
+        return job
+
+
+def run_job(app: App, job_id: int) -> None:
+    """Run one claimed job to the end; its run's counts are written live for the dashboard."""
+    with app.db.session() as session:
+        job = session.get(SyncJob, job_id)
+        if job is None:
+            return
+        connection_id, options, trigger = job.connection_id, dict(job.options), job.trigger
+
+    def started(run_id: int) -> None:
+        with app.db.session() as session:
+            row = session.get(SyncJob, job_id)
+            if row is not None:
+                row.run_id = run_id
+
+    error = ""
+    try:
+        report = app.engine().run(connection_id, run_options(options, trigger), on_start=started)
+        error = report.error
+    except Exception as exc:  # a worker must survive any one job; the job records why it failed
+        log.exception("sync job %s failed", job_id)
+        error = f"{type(exc).__name__}: {exc}"
+    with app.db.session() as session:
+        row = session.get(SyncJob, job_id)
+        if row is not None:
+            row.state = "failed" if error else "done"
+            row.error = error
+            row.finished_at = _now()
+
+
+def due_connections(session: Session, now: datetime) -> list[Connection]:
+    """Channel connections whose schedule says a sync is due now."""
+    due: list[Connection] = []
+    for conn in session.scalars(select(Connection).where(Connection.role == "channel")):
+        settings = load_settings(session, conn.id)
+        if settings.direction is not SyncDirection.TO_BOOKS or conn.books_id is None or settings.missing():
+            continue
+        schedule = settings.schedule
+        if schedule.kind is ScheduleKind.MANUAL:
+            continue
+        last = session.scalars(
+            select(SyncRun.started_at).where(SyncRun.connection_id == conn.id).order_by(SyncRun.id.desc()).limit(1)
+        ).first()
+        if schedule.kind is ScheduleKind.INTERVAL:
+            if last is None or now - last >= timedelta(minutes=schedule.every_minutes):
+                due.append(conn)
+        elif schedule.daily_at is not None:
+            today_at = datetime.combine(now.date(), schedule.daily_at, UTC)
+            if now >= today_at and (last is None or last < today_at):
+                due.append(conn)
+    return due
+
+
+def schedule_tick(app: App, now: datetime | None = None) -> int:
+    """Queue the syncs that are due; returns how many were queued."""
+    now = now or _now()
+    queued = 0
+    with app.db.session() as session:
+        for conn in due_connections(session, now):
+            busy = session.scalars(
+                select(SyncJob.id).where(SyncJob.connection_id == conn.id, SyncJob.state.in_(["queued", "running"]))
+            ).first()
+            if busy is None:
+                enqueue(session, conn, trigger="schedule")
+                queued += 1
+    return queued
+
+
+def map_product(session: Session, connection: Connection, sku: str, item_name: str, changed_by: str = "") -> int:
+    """Map a channel SKU to a QuickBooks item (the unmatched-products queue) and retry the orders it held up.
+
+    Returns how many orders were put back in line.
+    """
+    settings = load_settings(session, connection.id)
+    sku_map = dict(settings.items.sku_map)
+    sku_map[sku] = item_name
+    items = settings.items.model_copy(update={"sku_map": sku_map})
+    save_settings(session, connection.id, settings.model_copy(update={"items": items}), changed_by=changed_by)
+    held = session.scalars(
+        select(StoredOrder).where(
+            StoredOrder.connection_id == connection.id,
+            StoredOrder.state == OrderState.FAILED,
+            StoredOrder.error_field.like("lines[%].sku"),
+        )
+    ).all()
+    count = 0
+    for order in held:
+        lines = (order.canonical or {}).get("lines", [])
+        if any(str(line.get("sku", "")).strip().casefold() == sku.strip().casefold() for line in lines):
+            retry_order(session, order)
+            count += 1
+    return count
+
+
+class EmbeddedRunner:
+    """The scheduler and one worker in a background thread of `ledgerlink serve` (no broker needed)."""
+
+    def __init__(self, app: App, *, tick_seconds: float = 30.0, idle_seconds: float = 1.0) -> None:
+        self.app = app
+        self.tick_seconds = tick_seconds
+        self.idle_seconds = idle_seconds
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._loop, name="ledgerlink-runner", daemon=True)
+
+    def start(self) -> EmbeddedRunner:
+        self._thread.start()
+        return self
+
+    def stop(self, timeout: float = 30.0) -> None:
+        self._stop.set()
+        self._thread.join(timeout)
+
+    def _loop(self) -> None:
+        next_tick = 0.0
+        while not self._stop.is_set():
+            try:
+                if time.monotonic() >= next_tick:
+                    schedule_tick(self.app)
+                    next_tick = time.monotonic() + self.tick_seconds
+                job = claim_job(self.app)
+                if job is not None:
+                    run_job(self.app, job.id)
+                    continue
+            except Exception:  # keep the loop alive; the next tick retries
+                log.exception("embedded runner")
+            self._stop.wait(self.idle_seconds)
+
+
+def drain(app: App, *, until: Callable[[], bool] | None = None) -> int:
+    """Run queued jobs in this thread until none is left (tests, `sync --queued`); returns how many ran."""
+    ran = 0
+    while until is None or not until():
+        job = claim_job(app)
+        if job is None:
+            break
+        run_job(app, job.id)
+        ran += 1
+    return ran
