@@ -43,7 +43,7 @@ class DbTokenStore:
         self.connection_id = connection_id
 
     def load(self) -> Tokens:
-        with self.db.session() as session:
+        with self.db.session(readonly=True) as session:
             conn = session.get(Connection, self.connection_id)
             if conn is None:
                 raise NeedsUserError("the QuickBooks connection was removed", action="reconnect")
