@@ -16,5 +16,9 @@ if ! up 5672; then
   echo "services: starting RabbitMQ"
   rabbitmq-server -detached || true
 fi
-for i in $(seq 1 30); do up 5432 && break; sleep 1; done
+# RabbitMQ takes a while to open its port after `-detached`: wait for all three, then let the tests say
+# which one is missing if any still is.
+for port in 5432 6379 5672; do
+  for i in $(seq 1 60); do up "$port" && break; sleep 1; done
+done
 exit 0

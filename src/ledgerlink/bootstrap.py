@@ -10,6 +10,7 @@ from ledgerlink.store.crypto import SecretBox
 from ledgerlink.store.db import Database
 from ledgerlink.sync.connections import AdapterFactory
 from ledgerlink.sync.engine import Progress, SyncEngine
+from ledgerlink.sync.ratelimit import adapter_factory
 
 
 @dataclass(slots=True)
@@ -35,4 +36,6 @@ def bootstrap(settings: Settings | None = None, *, upgrade: bool = True, **books
     if upgrade:
         db.upgrade()
     box = SecretBox(settings.secret_key.get_secret_value())
-    return App(settings=settings, db=db, box=box, adapters=AdapterFactory(db, box, **books_options))
+    # With Redis configured, QuickBooks' per-company limits are paced across every worker (sync/ratelimit.py).
+    adapters = adapter_factory(settings, db, box, **books_options)
+    return App(settings=settings, db=db, box=box, adapters=adapters)

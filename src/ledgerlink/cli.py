@@ -1,4 +1,4 @@
-"""The command line: demo, sync, preview, connect, settings, db, sandbox, bench."""
+"""The command line: demo, sync, preview, connect, settings, db, sandbox, bench, worker, beat."""
 
 from __future__ import annotations
 
@@ -101,6 +101,9 @@ def sync(
     orders: Annotated[str | None, typer.Option("--orders", help="order numbers, e.g. 1001,1002")] = None,
     dry_run: Annotated[bool, typer.Option("--dry-run", help="show what would be posted; change nothing")] = False,
     retry_failed: Annotated[bool, typer.Option("--retry-failed", help="send failed postings again")] = False,
+    celery: Annotated[
+        bool, typer.Option("--celery", help="queue the syncs for the Celery workers instead of running them here")
+    ] = False,
 ) -> None:
     """Pull, plan and post now ("Sync now"). A date range or order numbers make it a manual sync."""
     from sqlalchemy import select
@@ -126,6 +129,9 @@ def sync(
         names = [(c.id, c.name) for c in targets]
     if not names:
         raise _fail("error: no channel connections yet: add one with `ledgerlink connect shopify`")
+    if celery:
+        _queue_for_workers(application, [c for c, _n in names], options)
+        raise typer.Exit(0)
     engine = application.engine()
     worst = 0
     for channel_id, name in names:
@@ -136,6 +142,79 @@ def sync(
         if report.error:
             worst = 1
     raise typer.Exit(worst)
+
+
+def _queue_for_workers(application: Any, channel_ids: list[int], options: Any) -> None:
+    from ledgerlink.store.models import Connection
+    from ledgerlink.sync.celery_app import install_dispatcher
+    from ledgerlink.sync.jobs import enqueue
+
+    if not application.settings.broker_url:
+        raise _fail("error: --celery needs LEDGERLINK_BROKER_URL (redis://… or amqp://…)")
+    if options.dry_run:
+        raise _fail("error: --dry-run runs here; leave out --celery")
+    install_dispatcher(application)
+    job_options: dict[str, Any] = {}
+    if options.created_from:
+        job_options["since"] = options.created_from.isoformat()
+    if options.created_to:
+        job_options["until"] = options.created_to.isoformat()
+    if options.order_numbers:
+        job_options["orders"] = list(options.order_numbers)
+    if options.retry_failed:
+        job_options["retry_failed"] = True
+    for channel_id in channel_ids:
+        with application.db.session() as session:
+            conn = session.get(Connection, channel_id)
+            job = enqueue(session, conn, trigger="manual", options=job_options, requested_by="cli")
+            job_id, name = job.id, conn.name
+        out.print(f"queued sync job {job_id} for {name!r}")
+
+
+# -- workers -------------------------------------------------------------------------------------------------
+
+
+@app.command()
+def worker(
+    concurrency: Annotated[int, typer.Option("--concurrency", min=1, help="tasks run at once (processes)")] = 1,
+    queues: Annotated[
+        str | None, typer.Option("--queues", help="comma-separated Celery queues (default: LEDGERLINK_QUEUE)")
+    ] = None,
+    loglevel: Annotated[str, typer.Option("--loglevel")] = "INFO",
+    metrics_port: Annotated[
+        int | None, typer.Option("--metrics-port", help="serve this worker's Prometheus metrics on this port")
+    ] = None,
+) -> None:
+    """Run a Celery worker: sync passes and pushes from the queue (needs LEDGERLINK_BROKER_URL)."""
+    from ledgerlink.bootstrap import bootstrap
+    from ledgerlink.config import Settings
+    from ledgerlink.sync.celery_app import create_celery, run_worker
+    from ledgerlink.sync.ratelimit import ScaleOutSettings
+
+    settings = Settings()
+    if not settings.broker_url:
+        raise _fail("error: set LEDGERLINK_BROKER_URL (redis://… or amqp://…) to run a worker")
+    bootstrap(settings).db.dispose()  # migrations once, here; each task process opens its own pool
+    if metrics_port is not None:
+        from prometheus_client import start_http_server
+
+        start_http_server(metrics_port)
+    names = [q.strip() for q in (queues or ScaleOutSettings().queue).split(",") if q.strip()]
+    raise typer.Exit(run_worker(create_celery(settings), concurrency=concurrency, queues=names, loglevel=loglevel))
+
+
+@app.command()
+def beat(loglevel: Annotated[str, typer.Option("--loglevel")] = "INFO") -> None:
+    """Run Celery beat: the schedule tick every LEDGERLINK_TICK_SECONDS (30). Run exactly one."""
+    from ledgerlink.bootstrap import bootstrap
+    from ledgerlink.config import Settings
+    from ledgerlink.sync.celery_app import create_celery, run_beat
+
+    settings = Settings()
+    if not settings.broker_url:
+        raise _fail("error: set LEDGERLINK_BROKER_URL (redis://… or amqp://…) to run beat")
+    bootstrap(settings).db.dispose()
+    raise typer.Exit(run_beat(create_celery(settings), data_dir=settings.data_dir, loglevel=loglevel))
 
 
 # -- connect -------------------------------------------------------------------------------------------------
@@ -341,6 +420,10 @@ def serve(
     port: Annotated[int, typer.Option("--port")] = 8000,
     demo: Annotated[bool, typer.Option("--demo", help="start the local sandboxes and a demo login")] = False,
     worker: Annotated[bool, typer.Option("--worker/--no-worker", help="run the scheduler and worker here")] = True,
+    celery: Annotated[
+        bool | None,
+        typer.Option("--celery/--embedded", help="send jobs to Celery workers (default: when a broker is set)"),
+    ] = None,
 ) -> None:
     """Run the web app, with the embedded scheduler and worker (SQLite by default)."""
     import uvicorn
@@ -358,7 +441,12 @@ def serve(
     application = bootstrap(settings)
     if demo:
         create_demo_login(application)
-    runner = EmbeddedRunner(application).start() if worker else None
+    use_celery = bool(application.settings.broker_url) if celery is None else celery
+    if use_celery:
+        from ledgerlink.sync.celery_app import install_dispatcher
+
+        install_dispatcher(application)  # `ledgerlink worker` and `ledgerlink beat` do the work
+    runner = EmbeddedRunner(application).start() if worker and not use_celery else None
     out.print(f"ledgerlink is running: [bold]http://{host}:{port}/[/bold]")
     if demo:
         out.print(f"demo login: [bold]{DEMO_EMAIL}[/bold] / [bold]{DEMO_PASSWORD}[/bold]")

@@ -26,6 +26,7 @@ from sqlalchemy import and_, exists, or_, select, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session, aliased
 
+from ledgerlink import metrics
 from ledgerlink.books.base import Books, Operation, PushRequest, PushResult, PushStatus
 from ledgerlink.channels.base import Channel, Cursor, Window
 from ledgerlink.domain.catalog import Catalog, CatalogQuery, MasterData
@@ -48,7 +49,7 @@ from ledgerlink.store.models import (
     SyncRun,
 )
 from ledgerlink.sync.keys import order_marker, posting_key
-from ledgerlink.sync.locks import PushLease
+from ledgerlink.sync.locks import LockTimeout, PushLease
 
 PLAN_CHUNK = 250
 CLAIM_SIZE = 30
@@ -65,6 +66,8 @@ class RunOptions:
     dry_run: bool = False
     retry_failed: bool = False
     trigger: str = "manual"
+    # A worker of many: when another worker holds the company's push lease, leave the pushing to it.
+    defer_push: bool = False
 
     @property
     def manual_window(self) -> bool:
@@ -146,6 +149,7 @@ class SyncEngine:
             on_start(report.run_id)
         channel = self.channel_factory(conn)
         books = self.books_factory(books_conn)
+        api_before = dict(_api_stats(books))
         live = _LiveCounts(self.db, report)
         outer = self.progress
 
@@ -167,7 +171,7 @@ class SyncEngine:
             self._plan(conn, books, settings, options, report)
             report.timings["plan"] = time.perf_counter() - mark
             mark = time.perf_counter()
-            self.push(books_conn, books, report)
+            self.push(books_conn, books, report, wait=not options.defer_push)
             report.timings["push"] = time.perf_counter() - mark
         except NeedsUserError as exc:
             report.error = f"{exc} ({exc.action})" if exc.action else str(exc)
@@ -176,9 +180,11 @@ class SyncEngine:
         finally:
             self.progress = outer
             channel.close()
+            metrics.observe_api(str(books_conn.config.get("realm_id", books_conn.id)), _api_stats(books), api_before)
             books.close()
             if report.run_id is not None:
                 self._finish(report, conn.id)
+                metrics.observe_run(conn.company_id, report.counts, report.error)
         return report
 
     def _connection(self, session: Session, connection_id: int) -> Connection:
@@ -533,24 +539,60 @@ class SyncEngine:
 
     # -- push -------------------------------------------------------------------------------------------
 
-    def push(self, books_conn: Connection, books: Books, report: RunReport) -> None:
-        """Post every ready posting of this books connection, one pusher per company at a time."""
-        with PushLease(self.db, books_conn.id, sleep=self.sleep) as lease:
-            self._recover(books, books_conn.id, report)
-            while True:
-                claimed = self._claim(books_conn.id)
-                if not claimed:
-                    wait = self._next_retry_in(books_conn.id)
-                    if wait is None:
-                        return
-                    self.sleep(min(wait, 60.0))
-                    lease.renew()
-                    continue
-                requests = [self._request(posting_id, payload) for posting_id, payload in claimed]
-                results = self._send(books, requests)
-                self._record(books, books_conn.id, requests, results, report)
+    def push(self, books_conn: Connection, books: Books, report: RunReport, *, wait: bool = True) -> None:
+        """Post every ready posting of this books connection, one pusher per company at a time.
+
+        With `wait` false, a worker that finds the company's lease taken leaves its postings to the holder
+        and returns (`push_deferred`), so workers are never parked on one busy company. The holder looks for
+        ready postings once more after letting the lease go: a posting planned after its last claim, by a
+        worker that found the lease still taken, is then posted by it and never stranded.
+        """
+        while True:
+            try:
+                with PushLease(self.db, books_conn.id, sleep=self.sleep, wait=600.0 if wait else 0.0) as lease:
+                    self._push_held(lease, books, books_conn.id, report)
+            except LockTimeout:
+                if wait:
+                    raise
+                report.counts["push_deferred"] += 1
+                return
+            if not self._has_ready(books_conn.id):
+                return
+
+    def _push_held(self, lease: PushLease, books: Books, books_id: int, report: RunReport) -> None:
+        self._recover(books, books_id, report)
+        while True:
+            claimed = self._claim(books_id)
+            if not claimed:
+                wait = self._next_retry_in(books_id)
+                if wait is None:
+                    return
+                self.sleep(min(wait, 60.0))
                 lease.renew()
-                self.progress("push", report.counts["posted"], None)
+                continue
+            requests = [self._request(posting_id, payload) for posting_id, payload in claimed]
+            results = self._send(books, requests)
+            self._record(books, books_id, requests, results, report)
+            lease.renew()
+            self.progress("push", report.counts["posted"], None)
+
+    def _has_ready(self, books_id: int) -> bool:
+        """True when a pending posting waits only for a pusher (due now or later; its dependency posted)."""
+        dep = aliased(Posting)
+        with self.db.session() as session:
+            found = session.scalars(
+                select(Posting.id)
+                .where(
+                    Posting.books_id == books_id,
+                    Posting.state == PostingState.PENDING,
+                    or_(
+                        Posting.depends_on_id.is_(None),
+                        exists().where(and_(dep.id == Posting.depends_on_id, dep.state == PostingState.POSTED)),
+                    ),
+                )
+                .limit(1)
+            ).first()
+        return found is not None
 
     def _retry_failed(self, channel_id: int, numbers: tuple[str, ...]) -> int:
         """Put this channel's failed orders (or the named ones) back in line to be planned again."""
@@ -588,6 +630,7 @@ class SyncEngine:
                     report.counts["recovered_bound"] += 1
                     report.counts["posted"] += 1
                     report.counts[f"posted_{row.kind}"] += 1
+                    _observe_posted(session, row)
                     _settle_order(session, row.order_id)
                 else:
                     row.state, row.claim_token = PostingState.PENDING, None
@@ -684,6 +727,7 @@ class SyncEngine:
                     )
                     report.counts["posted"] += 1
                     report.counts[f"posted_{row.kind}"] += 1
+                    _observe_posted(session, row)
                     if result.bound_existing:
                         report.counts["bound_existing"] += 1
                 elif result.status is PushStatus.RETRY:
@@ -713,6 +757,7 @@ class SyncEngine:
                     report.counts["posted"] += 1
                     report.counts[f"posted_{row.kind}"] += 1
                     report.counts["recovered_bound"] += 1
+                    _observe_posted(session, row)
                     _settle_order(session, row.order_id)
                 else:
                     row.state, row.claim_token = PostingState.PENDING, None
@@ -885,6 +930,19 @@ def _mark_posted(
                 message=f"{row.kind} {row.doc_number}: QuickBooks shows {total}, the order total is {row.total}",
             )
         )
+
+
+def _observe_posted(session: Session, row: Posting) -> None:
+    """Metrics for a posted document: counted per company, and the lag from the order's change in the channel."""
+    order = session.get(StoredOrder, row.order_id)
+    changed = (order.channel_updated_at or order.channel_created_at) if order is not None else None
+    metrics.observe_posted(row.company_id, row.kind, changed, row.posted_at or datetime.now(UTC))
+
+
+def _api_stats(books: Books) -> dict[str, int]:
+    """The QBO client's request counters, when the adapter has one (for the per-realm API metrics)."""
+    stats = getattr(getattr(books, "client", None), "stats", None)
+    return dict(stats) if isinstance(stats, dict) else {}
 
 
 def _settle_order(session: Session, order_id: int) -> None:

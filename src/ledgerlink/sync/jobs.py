@@ -1,7 +1,9 @@
 """Sync jobs: "Sync now", the schedule and webhooks queue a job; a worker runs it. Embedded in `serve`.
 
 A job has an identity (connection + options): the same sync is never queued twice while one is waiting.
-The scale-out deployment runs the same `run_job` from Celery workers.
+The scale-out deployment runs the same `run_job` from Celery workers (sync/celery_app.py): the SyncJob row
+stays the record of the work, and a Celery message only says "run job N"; `set_dispatcher` installs what
+sends that message once the row is committed.
 """
 
 from __future__ import annotations
@@ -13,15 +15,39 @@ from collections.abc import Callable
 from datetime import UTC, date, datetime, timedelta
 from typing import Any
 
-from sqlalchemy import select, update
+from sqlalchemy import event, select, update
 from sqlalchemy.orm import Session
 
 from ledgerlink.bootstrap import App
+from ledgerlink.channels.base import channel_class
 from ledgerlink.domain.settings import ScheduleKind, SyncDirection
 from ledgerlink.store.models import Connection, OrderState, StoredOrder, SyncJob, SyncRun
 from ledgerlink.sync.engine import RunOptions, load_settings, retry_order, save_settings
 
 log = logging.getLogger(__name__)
+
+Dispatcher = Callable[[int], object]
+_dispatcher: Dispatcher | None = None
+
+
+def set_dispatcher(dispatch: Dispatcher | None) -> None:
+    """Send queued jobs to a broker as they are committed (`None`: the embedded runner polls for them)."""
+    global _dispatcher  # set once, by the composition root of a process
+    _dispatcher = dispatch
+
+
+def _dispatch_after_commit(session: Session, job_id: int) -> None:
+    dispatch = _dispatcher
+    if dispatch is None:
+        return
+
+    def send(_session: Session) -> None:
+        try:
+            dispatch(job_id)
+        except Exception:  # the job is committed; the scheduler's next tick sends it instead
+            log.exception("could not send sync job %s to the broker", job_id)
+
+    event.listen(session, "after_commit", send, once=True)
 
 
 def _now() -> datetime:
@@ -43,6 +69,7 @@ def enqueue(
     ).all()
     for job in waiting:
         if job.options == options:
+            _dispatch_after_commit(session, job.id)
             return job
     job = SyncJob(
         company_id=connection.company_id,
@@ -53,10 +80,11 @@ def enqueue(
     )
     session.add(job)
     session.flush()
+    _dispatch_after_commit(session, job.id)
     return job
 
 
-def run_options(options: dict[str, Any], trigger: str) -> RunOptions:
+def run_options(options: dict[str, Any], trigger: str, *, defer_push: bool = False) -> RunOptions:
     """A job's stored options as the engine's RunOptions."""
     return RunOptions(
         created_from=date.fromisoformat(options["since"]) if options.get("since") else None,
@@ -64,15 +92,18 @@ def run_options(options: dict[str, Any], trigger: str) -> RunOptions:
         order_numbers=tuple(options.get("orders") or ()),
         retry_failed=bool(options.get("retry_failed")),
         trigger=trigger,
+        defer_push=defer_push,
     )
 
 
-def claim_job(app: App) -> SyncJob | None:
-    """Take the oldest queued job (a conditional update: two workers never take the same one)."""
+def claim_job(app: App, job_id: int | None = None) -> SyncJob | None:
+    """Take the oldest queued job, or job `job_id` if it is still queued (a conditional update: two workers
+    never take the same one)."""
     with app.db.session() as session:
-        candidate = session.scalars(
-            select(SyncJob.id).where(SyncJob.state == "queued").order_by(SyncJob.id).limit(1)
-        ).first()
+        query = select(SyncJob.id).where(SyncJob.state == "queued")
+        if job_id is not None:
+            query = query.where(SyncJob.id == job_id)
+        candidate = session.scalars(query.order_by(SyncJob.id).limit(1)).first()
         if candidate is None:
             return None
         taken = session.execute(
@@ -86,8 +117,11 @@ def claim_job(app: App) -> SyncJob | None:
         return job
 
 
-def run_job(app: App, job_id: int) -> None:
-    """Run one claimed job to the end; its run's counts are written live for the dashboard."""
+def run_job(app: App, job_id: int, *, defer_push: bool = False) -> None:
+    """Run one claimed job to the end; its run's counts are written live for the dashboard.
+
+    `defer_push`: one worker of many, which leaves pushing to whichever worker holds the company's lease.
+    """
     with app.db.session() as session:
         job = session.get(SyncJob, job_id)
         if job is None:
@@ -102,7 +136,7 @@ def run_job(app: App, job_id: int) -> None:
 
     error = ""
     try:
-        report = app.engine().run(connection_id, run_options(options, trigger), on_start=started)
+        report = app.engine().run(connection_id, run_options(options, trigger, defer_push=defer_push), on_start=started)
         error = report.error
     except Exception as exc:  # a worker must survive any one job; the job records why it failed
         log.exception("sync job %s failed", job_id)
@@ -115,10 +149,21 @@ def run_job(app: App, job_id: int) -> None:
             row.finished_at = _now()
 
 
+def has_channel_adapter(kind: str) -> bool:
+    """Whether orders can be pulled from this kind of channel yet."""
+    try:
+        channel_class(kind)
+    except KeyError:
+        return False
+    return True
+
+
 def due_connections(session: Session, now: datetime) -> list[Connection]:
     """Channel connections whose schedule says a sync is due now."""
     due: list[Connection] = []
     for conn in session.scalars(select(Connection).where(Connection.role == "channel")):
+        if not has_channel_adapter(conn.kind):
+            continue  # e.g. a ShipStation connection before its adapter exists: nothing to run yet
         settings = load_settings(session, conn.id)
         if settings.direction is not SyncDirection.TO_BOOKS or conn.books_id is None or settings.missing():
             continue
@@ -151,6 +196,42 @@ def schedule_tick(app: App, now: datetime | None = None) -> int:
                 enqueue(session, conn, trigger="schedule")
                 queued += 1
     return queued
+
+
+def requeue_lost(app: App, alive: Callable[[int], bool], *, grace: timedelta) -> list[int]:
+    """Put back in line the running jobs whose worker is gone (`alive(job_id)` is false), started before
+    `grace` ago (a job just taken has no liveness mark yet). Their unfinished runs are closed as failed.
+
+    Running a job again is harmless: the ledger makes a second pass post nothing twice.
+    """
+    cutoff = _now() - grace
+    requeued: list[int] = []
+    with app.db.session() as session:
+        running = session.scalars(
+            select(SyncJob).where(SyncJob.state == "running", SyncJob.started_at < cutoff).order_by(SyncJob.id)
+        ).all()
+        for job in running:
+            if alive(job.id):
+                continue
+            taken = session.execute(
+                update(SyncJob)
+                .where(SyncJob.id == job.id, SyncJob.state == "running", SyncJob.started_at == job.started_at)
+                .values(state="queued", started_at=None, error="the worker running it stopped; queued again")
+                .execution_options(synchronize_session=False)
+            )
+            if taken.rowcount != 1:  # type: ignore[attr-defined]
+                continue
+            requeued.append(job.id)
+            run = session.get(SyncRun, job.run_id) if job.run_id is not None else None
+            if run is not None and run.finished_at is None:
+                run.state, run.finished_at, run.error = "failed", _now(), "the worker running it stopped"
+    return requeued
+
+
+def queued_jobs(app: App) -> list[int]:
+    """Ids of the jobs waiting for a worker, oldest first."""
+    with app.db.session() as session:
+        return list(session.scalars(select(SyncJob.id).where(SyncJob.state == "queued").order_by(SyncJob.id)))
 
 
 def map_product(session: Session, connection: Connection, sku: str, item_name: str, changed_by: str = "") -> int:

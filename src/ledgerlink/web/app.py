@@ -12,6 +12,7 @@ from fastapi.staticfiles import StaticFiles
 from starlette.middleware.sessions import SessionMiddleware
 
 from ledgerlink.bootstrap import App
+from ledgerlink.metrics import metrics_router
 from ledgerlink.web.deps import ApiUnauthorized, CsrfRefused, NotSignedIn
 from ledgerlink.web.templating import render
 
@@ -44,6 +45,7 @@ def create_app(application: App) -> FastAPI:
     web.mount("/static", StaticFiles(directory=str(STATIC)), name="static")
     for router in ROUTERS:
         web.include_router(router)
+    web.include_router(metrics_router(application.db))  # Prometheus: /metrics
 
     @web.exception_handler(NotSignedIn)
     async def _signin(request: Request, _exc: NotSignedIn) -> Response:
