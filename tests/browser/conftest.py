@@ -46,6 +46,8 @@ class Live:
 
     def shot(self, page: Any, name: str) -> None:
         SCREENSHOTS.mkdir(parents=True, exist_ok=True)
+        # From the top: a page scrolled by typing would draw its sticky panels lower down the full-page picture.
+        page.evaluate("window.scrollTo(0, 0)")
         page.screenshot(path=str(SCREENSHOTS / f"{name}.png"), full_page=True)
 
 

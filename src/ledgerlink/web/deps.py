@@ -35,12 +35,14 @@ def application(request: Request) -> App:
 
 def db_session(request: Request) -> Iterator[Session]:
     # Pages that only read must not queue behind a running sync for SQLite's write lock.
+    # Ends (commits) before the response is sent (scope="function" below): a browser following a redirect
+    # must find what the request wrote, e.g. the account a sign-up just made.
     readonly = request.method in {"GET", "HEAD"}
     with application(request).db.session(readonly=readonly) as session:
         yield session
 
 
-SessionDep = Annotated[Session, Depends(db_session)]
+SessionDep = Annotated[Session, Depends(db_session, scope="function")]
 AppDep = Annotated[App, Depends(application)]
 
 
