@@ -24,6 +24,7 @@ PREVIEW_ACCOUNTS = {
     "item_discount": Account(id="DISCOUNT", name="Discounts given", type="Income"),
     "accounts_receivable": Account(id="AR", name="Accounts Receivable (A/R)", type="Accounts Receivable"),
     "deposit": Account(id="DEPOSIT", name="Undeposited Funds", type="Other Current Asset"),
+    "refund_from": Account(id="REFUNDS", name="Checking", type="Bank"),
 }
 
 
@@ -51,37 +52,72 @@ def preview_order(
     settings_path: Path | None = None,
 ) -> str:
     """The preview JSON for one order file; raises PreviewError or MappingError naming what is wrong."""
+    raw = _read_json(order_path, "order")
+    if not isinstance(raw, dict):
+        raise PreviewError(f"order file {order_path} must hold a JSON object")
+    settings, _missing = with_stand_in_accounts(_settings(settings_path, transaction_type))
+    return dumps(preview_body(raw, channel=channel, books=books, settings=settings))
+
+
+def stand_in_catalog(books: str = "qbo") -> Catalog:
+    """A catalog with only the stand-in accounts: a preview with no QuickBooks company behind it."""
+    return Catalog(company=CompanyFacts(books=books), accounts={a.id: a for a in PREVIEW_ACCOUNTS.values()})
+
+
+def with_stand_in_accounts(
+    settings: ChannelSettings, known: set[str] | None = None
+) -> tuple[ChannelSettings, list[str]]:
+    """Accounts the merchant has not chosen (or, given `known`, that the books do not have) replaced by
+    stand-ins, so the preview still shows the documents; also the names of the accounts replaced."""
+    chosen = settings.accounts.model_dump()
+    filled: dict[str, Any] = {}
+    replaced: list[str] = []
+    for key, value in chosen.items():
+        usable = value and (known is None or value in known)
+        if usable or key not in PREVIEW_ACCOUNTS:
+            filled[key] = value
+        else:
+            filled[key] = PREVIEW_ACCOUNTS[key].id
+            replaced.append(PREVIEW_ACCOUNTS[key].name)
+    return settings.model_copy(update={"accounts": AccountMapping(**filled)}), replaced
+
+
+def unfiltered(settings: ChannelSettings) -> ChannelSettings:
+    """The same settings with the order filter open: a preview answers "what would it become", filters aside."""
+    orders = settings.orders.model_copy(
+        update={
+            "financial_statuses": [],
+            "fulfillment_statuses": [],
+            "order_numbers": [],
+            "created_from": None,
+            "created_to": None,
+            "include_cancelled": True,
+        }
+    )
+    return settings.model_copy(update={"orders": orders})
+
+
+def preview_body(
+    raw: dict[str, Any],
+    *,
+    channel: str,
+    settings: ChannelSettings,
+    books: str = "qbo",
+    catalog: Catalog | None = None,
+) -> dict[str, Any]:
+    """What one channel order becomes, as the QuickBooks JSON that would be sent (CLI, JSON API and page)."""
     if books != "qbo":
         raise PreviewError(f"--books {books!r} is not supported yet; use qbo")
     try:
         parse = channel_parser(channel)
     except KeyError:
         raise PreviewError(f"unknown channel {channel!r}") from None
-    raw = _read_json(order_path, "order")
-    if not isinstance(raw, dict):
-        raise PreviewError(f"order file {order_path} must hold a JSON object")
-    settings = _settings(settings_path, transaction_type)
     order = parse(raw)
-    catalog = Catalog(company=CompanyFacts(books=books), accounts={a.id: a for a in PREVIEW_ACCOUNTS.values()})
+    catalog = catalog or stand_in_catalog(books)
     result = plan(order, settings, catalog)
     skipped = result.skipped
     if skipped is not None:
-        # Show the mapping anyway: the preview answers "what would this order become", filters aside.
-        unfiltered = settings.model_copy(
-            update={
-                "orders": settings.orders.model_copy(
-                    update={
-                        "financial_statuses": [],
-                        "fulfillment_statuses": [],
-                        "order_numbers": [],
-                        "created_from": None,
-                        "created_to": None,
-                        "include_cancelled": True,
-                    }
-                )
-            }
-        )
-        result = plan(order, unfiltered, catalog)
+        result = plan(order, unfiltered(settings), catalog)
 
     from ledgerlink.books.qbo.mapping import to_qbo
 
@@ -109,7 +145,7 @@ def preview_order(
         body["note"] = "QuickBooks Online has no sales orders: an Estimate is posted instead"
     elif any(d.kind is DocumentKind.ESTIMATE for d in result.documents):
         body["note"] = "QuickBooks Online has no sales orders: the sales order is posted as an Estimate"
-    return dumps(body)
+    return body
 
 
 def _settings(path: Path | None, transaction_type: str | None) -> ChannelSettings:
@@ -129,7 +165,4 @@ def _settings(path: Path | None, transaction_type: str | None) -> ChannelSetting
     except ValueError:
         choices = ", ".join(t.value for t in TransactionType)
         raise PreviewError(f"--transaction-type must be one of {choices}, got {transaction_type!r}") from None
-    # Accounts the merchant has not chosen yet are shown as stand-ins so the preview still shows the documents.
-    chosen = settings.accounts.model_dump()
-    filled = {k: v or PREVIEW_ACCOUNTS[k].id for k, v in chosen.items()}
-    return settings.model_copy(update={"accounts": AccountMapping(**filled)})
+    return settings

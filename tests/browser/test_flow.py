@@ -14,10 +14,10 @@ from decimal import Decimal
 from typing import Any
 
 import pytest
+from livetools import Live
 from playwright.sync_api import Page, expect
 from sqlalchemy import select
 
-from conftest import Live
 from ledgerlink.store.models import SyncRun
 
 pytestmark = pytest.mark.browser

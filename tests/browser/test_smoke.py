@@ -5,8 +5,7 @@ from __future__ import annotations
 from typing import Any
 
 import pytest
-
-from conftest import Live
+from livetools import Live
 
 pytestmark = pytest.mark.browser
 

@@ -6,8 +6,8 @@ from datetime import UTC, datetime, timedelta
 
 import pytest
 from sqlalchemy import func, select
+from webtools import Web, connect_qbo, connect_shopify, csrf, signup
 
-from conftest import Web, connect_qbo, connect_shopify, csrf, signup
 from ledgerlink.store.models import (
     ApiToken,
     Company,

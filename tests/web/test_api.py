@@ -7,8 +7,8 @@ import re
 import pytest
 from fastapi.testclient import TestClient
 from sqlalchemy import select
+from webtools import Web, connect_qbo, connect_shopify, csrf, signup
 
-from conftest import Web, connect_qbo, connect_shopify, csrf, signup
 from ledgerlink.domain.catalog import CatalogQuery
 from ledgerlink.domain.defaults import suggest_accounts
 from ledgerlink.sandbox.shopify import generate_orders

@@ -3,8 +3,7 @@
 from __future__ import annotations
 
 import pytest
-
-from conftest import Web, csrf, signup
+from webtools import Web, csrf, signup
 
 pytestmark = pytest.mark.integration
 

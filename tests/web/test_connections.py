@@ -12,8 +12,8 @@ import pytest
 from fastapi import FastAPI, Request
 from fastapi.responses import JSONResponse
 from sqlalchemy import func, select
+from webtools import Web, connect_qbo, connect_shopify, csrf, signup
 
-from conftest import Web, connect_qbo, connect_shopify, csrf, signup
 from ledgerlink.sandbox.server import RunningServer, serve
 from ledgerlink.store.models import Connection, Posting, SettingsRevision, StoredOrder
 from ledgerlink.web.security import verify_password

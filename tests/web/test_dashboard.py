@@ -6,8 +6,8 @@ import httpx
 import pytest
 from fastapi.testclient import TestClient
 from sqlalchemy import select
+from webtools import Web, connect_qbo, connect_shopify, csrf, signup
 
-from conftest import Web, connect_qbo, connect_shopify, csrf, signup
 from ledgerlink.domain.catalog import CatalogQuery
 from ledgerlink.domain.defaults import suggest_accounts
 from ledgerlink.domain.settings import ChannelSettings

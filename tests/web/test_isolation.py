@@ -9,8 +9,8 @@ from typing import Any
 import pytest
 from fastapi.testclient import TestClient
 from sqlalchemy import func, select
+from webtools import Web, connect_qbo, connect_shopify, csrf, signup
 
-from conftest import Web, connect_qbo, connect_shopify, csrf, signup
 from ledgerlink.domain.catalog import CatalogQuery
 from ledgerlink.domain.defaults import suggest_accounts
 from ledgerlink.store.models import (

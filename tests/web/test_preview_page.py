@@ -7,8 +7,8 @@ import json
 import pytest
 from sqlalchemy import func, select
 from test_dashboard import signed_up_with_channel, sync_now
+from webtools import Web, csrf, signup
 
-from conftest import Web, csrf, signup
 from ledgerlink.sandbox.shopify import generate_orders
 from ledgerlink.store.models import Posting, StoredOrder
 from ledgerlink.sync.jobs import drain

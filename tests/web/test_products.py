@@ -7,8 +7,8 @@ import re
 import pytest
 from sqlalchemy import select
 from test_dashboard import signed_up_with_channel, sync_now
+from webtools import Web, csrf, signup
 
-from conftest import Web, csrf, signup
 from ledgerlink.domain.settings import ChannelSettings, ItemSettings, MissingItem
 from ledgerlink.store.models import Posting, StoredOrder, SyncJob
 from ledgerlink.sync.engine import load_settings

@@ -6,8 +6,8 @@ import re
 
 import pytest
 from test_wizard import ORDERS_FORM, post, revisions, selected_of, setup_company
+from webtools import Web, signup
 
-from conftest import Web, signup
 from ledgerlink.domain.settings import TransactionType
 
 pytestmark = pytest.mark.integration

@@ -9,8 +9,8 @@ from typing import Any
 import pytest
 from fastapi.testclient import TestClient
 from sqlalchemy import select
+from webtools import Web, connect_qbo, connect_shopify, csrf, signup
 
-from conftest import Web, connect_qbo, connect_shopify, csrf, signup
 from ledgerlink.domain.settings import MissingItem, ScheduleKind, TransactionType
 from ledgerlink.store.models import Company, Connection, SettingsRevision, SyncJob
 from ledgerlink.sync.connections import add_connection

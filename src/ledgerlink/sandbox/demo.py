@@ -201,23 +201,41 @@ def demo_environment(
     shop.add_orders(generate_orders(orders, seed=seed, broken=True))
     qbo_server: RunningServer = serve(qbo.app)
     shop_server: RunningServer = serve(shop.app)
-    creds = qbo.credentials(qbo_server.base_url)
-    shop_creds = shop.credentials(shop_server.base_url)
-    settings = Settings(
+    settings = sandbox_settings(
+        qbo.credentials(qbo_server.base_url),
+        shop.credentials(shop_server.base_url),
         data_dir=data_dir,
         database_url=f"sqlite:///{data_dir / 'ledgerlink.db'}",
         public_url=public_url,
-        qbo_client_id=creds["client_id"],
-        qbo_client_secret=creds["client_secret"],
+    )
+    return settings, [qbo_server, shop_server, qbo, shop]
+
+
+def sandbox_settings(
+    qbo_creds: dict[str, str],
+    shop_creds: dict[str, str],
+    *,
+    data_dir: Path,
+    database_url: str,
+    public_url: str,
+    **extra: Any,
+) -> Settings:
+    """Settings that point the web app's "Connect to QuickBooks" and Shopify forms at running sandboxes."""
+    return Settings(
+        data_dir=data_dir,
+        database_url=database_url,
+        public_url=public_url,
+        qbo_client_id=qbo_creds["client_id"],
+        qbo_client_secret=qbo_creds["client_secret"],
         qbo_environment="sandbox",
-        qbo_api_base=creds["api_base"],
-        qbo_authorize_url=creds["authorize_url"],
-        qbo_token_url=creds["token_url"],
+        qbo_api_base=qbo_creds["api_base"],
+        qbo_authorize_url=qbo_creds["authorize_url"],
+        qbo_token_url=qbo_creds["token_url"],
         demo_shopify_url=shop_creds["base_url"],
         demo_shopify_shop=shop_creds["shop"],
         demo_shopify_token=shop_creds["access_token"],
+        **extra,
     )
-    return settings, [qbo_server, shop_server, qbo, shop]
 
 
 def create_demo_login(application: App) -> None:

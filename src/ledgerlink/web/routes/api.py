@@ -11,14 +11,9 @@ from pydantic import ValidationError
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
-from ledgerlink.books.qbo.mapping import to_qbo
-from ledgerlink.channels.base import channel_parser
-from ledgerlink.domain.catalog import Catalog, CompanyFacts
-from ledgerlink.domain.documents import DocumentKind
 from ledgerlink.domain.errors import LedgerlinkError
-from ledgerlink.domain.plan import plan
-from ledgerlink.domain.settings import AccountMapping, ChannelSettings, TransactionType
-from ledgerlink.preview import PREVIEW_ACCOUNTS
+from ledgerlink.domain.settings import ChannelSettings
+from ledgerlink.preview import PREVIEW_ACCOUNTS, preview_body, with_stand_in_accounts
 from ledgerlink.store.models import (
     ApiToken,
     Company,
@@ -349,66 +344,14 @@ def preview(body: PreviewRequest, session: SessionDep, company: ApiCompanyDep) -
     else:
         settings = ChannelSettings()
     try:
-        return PreviewOut.model_validate(preview_body(body.order, body.channel, settings, body.transaction_type))
+        if body.transaction_type is not None:
+            settings = settings.model_copy(update={"transaction_type": body.transaction_type})
+        known = {a.id for a in PREVIEW_ACCOUNTS.values()}
+        settings, _replaced = with_stand_in_accounts(settings, known)
+        return PreviewOut.model_validate(preview_body(body.order, channel=body.channel, settings=settings))
     except KeyError:
         raise HTTPException(status_code=422, detail=f"unknown channel {body.channel!r}") from None
     except LedgerlinkError as exc:
         raise HTTPException(status_code=422, detail=str(exc)) from None
     except (ValidationError, ValueError, TypeError) as exc:
         raise HTTPException(status_code=422, detail=f"the order is not a {body.channel} order: {exc}") from None
-
-
-def preview_body(
-    raw: dict[str, Any], channel: str, settings: ChannelSettings, transaction_type: TransactionType | None = None
-) -> dict[str, Any]:
-    """What `ledgerlink preview` prints, for an order given as a JSON object (the same steps as
-    `ledgerlink.preview.preview_order`, which reads files): accounts not chosen, or not known without the
-    QuickBooks company, are shown as stand-ins."""
-    parse = channel_parser(channel)
-    if transaction_type is not None:
-        settings = settings.model_copy(update={"transaction_type": transaction_type})
-    known = {a.id for a in PREVIEW_ACCOUNTS.values()}
-    chosen = settings.accounts.model_dump()
-    filled = {k: v if v in known else PREVIEW_ACCOUNTS[k].id for k, v in chosen.items()}
-    settings = settings.model_copy(update={"accounts": AccountMapping(**filled)})
-    order = parse(raw)
-    catalog = Catalog(company=CompanyFacts(books="qbo"), accounts={a.id: a for a in PREVIEW_ACCOUNTS.values()})
-    result = plan(order, settings, catalog)
-    skipped = result.skipped
-    if skipped is not None:
-        # Show the mapping anyway: the preview answers "what would this order become", filters aside.
-        unfiltered = settings.orders.model_copy(
-            update={
-                "financial_statuses": [],
-                "fulfillment_statuses": [],
-                "order_numbers": [],
-                "created_from": None,
-                "created_to": None,
-                "include_cancelled": True,
-            }
-        )
-        result = plan(order, settings.model_copy(update={"orders": unfiltered}), catalog)
-    placeholders = {role: f"<id of the {role.replace('_', ' ')}>" for role in ("sales_order", "invoice")}
-    body: dict[str, Any] = {
-        "order": {"number": order.number, "total": str(order.totals.total), "currency": order.currency},
-        "documents": [
-            {
-                "kind": doc.kind.value,
-                "role": doc.role,
-                "books": "qbo",
-                "payload": to_qbo(doc, linked=placeholders, company=catalog.company),
-            }
-            for doc in result.documents
-        ],
-        "needs": {
-            "customers": [c.model_dump(mode="json", exclude_none=True) for c in result.needs.customers.values()],
-            "items": [i.model_dump(mode="json", exclude_none=True) for i in result.needs.items.values()],
-        },
-    }
-    if skipped:
-        body["skipped"] = f"with these settings the sync leaves this order out: {skipped}"
-    if settings.transaction_type is TransactionType.SALES_ORDER:
-        body["note"] = "QuickBooks Online has no sales orders: an Estimate is posted instead"
-    elif any(d.kind is DocumentKind.ESTIMATE for d in result.documents):
-        body["note"] = "QuickBooks Online has no sales orders: the sales order is posted as an Estimate"
-    return body

@@ -18,14 +18,13 @@ from sqlalchemy.orm import Session
 from ledgerlink.books.qbo.mapping import to_qbo
 from ledgerlink.bootstrap import App
 from ledgerlink.channels.base import channel_parser
-from ledgerlink.domain.catalog import Catalog, CompanyFacts
 from ledgerlink.domain.documents import Document, DocumentKind, LineKind
 from ledgerlink.domain.errors import LedgerlinkError, MappingError
 from ledgerlink.domain.order import Order
 from ledgerlink.domain.plan import catalog_query, plan
-from ledgerlink.domain.settings import AccountMapping, ChannelSettings, TransactionType
+from ledgerlink.domain.settings import ChannelSettings, TransactionType
 from ledgerlink.jsonwire import loads
-from ledgerlink.preview import PREVIEW_ACCOUNTS
+from ledgerlink.preview import PREVIEW_ACCOUNTS, stand_in_catalog, unfiltered, with_stand_in_accounts
 from ledgerlink.store.models import Connection
 from ledgerlink.sync.engine import load_settings
 from ledgerlink.web.deps import AppDep, SessionDep, Viewer, ViewerDep, csrf_protect
@@ -108,31 +107,6 @@ def pretty_json(value: Any, indent: int = 0) -> str:
     return json.dumps(value, ensure_ascii=False, default=str)
 
 
-def _stand_in_catalog() -> Catalog:
-    return Catalog(company=CompanyFacts(books="qbo"), accounts={a.id: a for a in PREVIEW_ACCOUNTS.values()})
-
-
-def _with_stand_in_accounts(settings: ChannelSettings) -> tuple[ChannelSettings, list[str]]:
-    chosen = settings.accounts.model_dump()
-    filled = {k: v or PREVIEW_ACCOUNTS[k].id for k, v in chosen.items()}
-    missing = [PREVIEW_ACCOUNTS[k].name for k, v in chosen.items() if not v]
-    return settings.model_copy(update={"accounts": AccountMapping(**filled)}), missing
-
-
-def _unfiltered(settings: ChannelSettings) -> ChannelSettings:
-    orders = settings.orders.model_copy(
-        update={
-            "financial_statuses": [],
-            "fulfillment_statuses": [],
-            "order_numbers": [],
-            "created_from": None,
-            "created_to": None,
-            "include_cancelled": True,
-        }
-    )
-    return settings.model_copy(update={"orders": orders})
-
-
 def _problem(exc: MappingError, fallback_order: str) -> PreviewProblem:
     order = exc.order or fallback_order or "(no number)"
     where = f"field {exc.field}: " if exc.field else ""
@@ -153,10 +127,10 @@ def build_preview(
     except MappingError as exc:
         raise _problem(exc, label) from None
     notes: list[str] = []
-    settings, stand_ins = _with_stand_in_accounts(settings)
+    settings, stand_ins = with_stand_in_accounts(settings)
     if stand_ins:
         notes.append("Accounts not chosen in the settings yet are shown as stand-ins: " + ", ".join(stand_ins) + ".")
-    catalog = _stand_in_catalog()
+    catalog = stand_in_catalog()
     if books is not None:
         try:
             adapter = app.adapters.books(books)
@@ -176,7 +150,7 @@ def build_preview(
         result = plan(order, settings, catalog)
         if result.skipped is not None:
             notes.insert(0, f"With these settings the sync leaves this order out: {result.skipped}. Shown anyway:")
-            result = plan(order, _unfiltered(settings), catalog)
+            result = plan(order, unfiltered(settings), catalog)
         placeholders = {role: f"<id of the {role.replace('_', ' ')}>" for role in ("sales_order", "invoice")}
         documents = [
             _document(doc, to_qbo(doc, linked=placeholders, company=catalog.company)) for doc in result.documents
