@@ -84,6 +84,7 @@ def channel_class(kind: str) -> type[Any]:
     """The adapter class for a connection kind (e.g. "shopify")."""
     if kind not in _REGISTRY:
         # Adapters register on import; import the known ones lazily so the registry is complete.
+        import ledgerlink.channels.shipstation
         import ledgerlink.channels.shopify  # noqa: F401
     try:
         return _REGISTRY[kind]
