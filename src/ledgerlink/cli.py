@@ -406,8 +406,26 @@ def demo(
     orders: Annotated[int, typer.Option("--orders", min=1, max=20000, help="how many demo orders")] = 120,
     seed: Annotated[int, typer.Option("--seed")] = 7,
     data_dir: Annotated[Path, typer.Option("--data-dir", help="where the demo's SQLite file goes")] = Path("var/demo"),
+    scenario: Annotated[
+        str,
+        typer.Option(
+            "--scenario",
+            help="backfill: many orders synced twice; lifecycle: one order edited, paid, refunded, cancelled; "
+            "from-quickbooks: sales in QuickBooks sent to ShipStation, tracking written back",
+        ),
+    ] = "backfill",
 ) -> None:
     """Sync demo orders from a local Shopify sandbox into a local QuickBooks Online sandbox, twice."""
+    if scenario == "lifecycle":
+        from ledgerlink.sandbox.demo_lifecycle import run_lifecycle_demo
+
+        raise typer.Exit(run_lifecycle_demo(out, seed=seed, data_dir=data_dir))
+    if scenario == "from-quickbooks":
+        from ledgerlink.sandbox.demo_reverse import run_reverse_demo
+
+        raise typer.Exit(run_reverse_demo(out))
+    if scenario != "backfill":
+        raise typer.BadParameter("choose backfill, lifecycle or from-quickbooks", param_hint="--scenario")
     from ledgerlink.sandbox.demo import run_demo
 
     code = run_demo(out, orders=orders, seed=seed, data_dir=data_dir)
@@ -488,8 +506,9 @@ def sandbox_shopify(
 
 
 @app.command()
-def bench() -> None:
-    """Print the benchmark figures (plan throughput now; the API-limit benchmark comes with scale-out)."""
+def bench(quick: Annotated[bool, typer.Option("--quick", help="toy sizes, for the smoke test")] = False) -> None:
+    """Benchmarks against the sandboxes under QuickBooks' limits (time-scaled): backfill vs. the ceiling, a naive
+    client, many companies on Celery, steady-state lag, plan() throughput. Writes build/bench.json."""
     from ledgerlink.sandbox.bench import run_bench
 
-    run_bench(out)
+    run_bench(out, quick=quick)

@@ -31,10 +31,13 @@ class Settings(BaseSettings):
     qbo_api_base: str = ""
     qbo_authorize_url: str = ""
     qbo_token_url: str = ""
+    # Intuit signs QuickBooks Online webhooks with the app's verifier token (`intuit-signature`); empty refuses them.
+    qbo_verifier_token: SecretStr = SecretStr("")
     # Demo mode (`ledgerlink serve --demo`): the local sandboxes' addresses, shown as hints on the forms.
     demo_shopify_url: str = ""
     demo_shopify_shop: str = ""
     demo_shopify_token: str = ""
+    demo_shopify_webhook_secret: str = ""
 
     @model_validator(mode="after")
     def _refuse_default_secret(self) -> Settings:

@@ -50,3 +50,27 @@ def _write(value: Any, out: list[str]) -> None:
 def loads(text: str | bytes) -> Any:
     """Parse JSON with every non-integer number as `Decimal`."""
     return json.loads(text, parse_float=Decimal)
+
+
+def storable(value: Any) -> Any:
+    """JSON from outside, made safe to store: lone surrogates (half an emoji) replaced in every string.
+
+    Iterative, so a body `json.loads` accepted cannot exhaust the stack here."""
+
+    def fix(text: str) -> str:
+        return text if text.isascii() else text.encode("utf-8", "replace").decode("utf-8")
+
+    root: list[Any] = [value]
+    stack: list[tuple[Any, Any]] = [(root, 0)]
+    while stack:
+        container, key = stack.pop()
+        item = container[key]
+        if isinstance(item, str):
+            container[key] = fix(item)
+        elif isinstance(item, list):
+            stack.extend((item, index) for index in range(len(item)))
+        elif isinstance(item, dict):
+            fixed = {fix(k) if isinstance(k, str) else k: v for k, v in item.items()}
+            container[key] = fixed
+            stack.extend((fixed, k) for k in fixed)
+    return root[0]

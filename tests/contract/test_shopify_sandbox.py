@@ -375,6 +375,7 @@ def test_credentials_and_app_are_built_on_demand() -> None:
         "shop": "x.myshopify.com",
         "access_token": "shpat_t",
         "api_version": "2025-01",
+        "webhook_secret": "shpss_sandbox_fedcba9876543210",
     }
     assert sandbox.app is sandbox.app
 
@@ -385,7 +386,7 @@ def test_run_standalone_prints_credentials_then_serves() -> None:
     try:
         assert process.stdout is not None
         credentials = json.loads(process.stdout.readline())
-        assert set(credentials) == {"base_url", "shop", "access_token", "api_version"}
+        assert set(credentials) == {"base_url", "shop", "access_token", "api_version", "webhook_secret"}
         answer = httpx.get(
             f"{credentials['base_url']}/admin/api/{credentials['api_version']}/orders/count.json",
             params={"status": "any"},

@@ -62,7 +62,7 @@ QBO_KEYS = {
     "discovery_url",
     "redirect_uri",
 }
-SHOPIFY_KEYS = {"base_url", "shop", "access_token", "api_version"}
+SHOPIFY_KEYS = {"base_url", "shop", "access_token", "api_version", "webhook_secret"}
 
 
 # --- the sandboxes as real processes -----------------------------------------------------------------------

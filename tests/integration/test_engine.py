@@ -32,7 +32,8 @@ def test_sync_posts_every_eligible_order_once_and_totals_match(stack_factory: St
     first = engine.run(stack.channel_id)
     assert first.error == ""
     states = order_states(stack)
-    assert states[OrderState.POSTED] == first.counts["posted"] > 50
+    # One sales receipt per posted order (refunded orders also get their refund receipts).
+    assert states[OrderState.POSTED] == first.counts["posted_SalesReceipt"] > 50
     assert states[OrderState.FAILED] == 0
     numbers = doc_numbers(stack)
     assert len(numbers) == states[OrderState.POSTED]
@@ -173,7 +174,7 @@ def test_manual_sync_by_order_numbers_leaves_the_cursor(stack_factory: StackFact
         assert session.get(CursorRow, stack.channel_id) is None
     full = stack.app.engine().run(stack.channel_id)
     assert max(doc_numbers(stack).values()) == 1
-    assert full.counts["posted"] == order_states(stack)[OrderState.POSTED] - 3
+    assert full.counts["posted_SalesReceipt"] == order_states(stack)[OrderState.POSTED] - 3
 
 
 def test_dry_run_writes_nothing(stack_factory: StackFactory, tmp_path: Any) -> None:
@@ -195,6 +196,8 @@ def test_changed_order_after_posting_is_not_posted_again(stack_factory: StackFac
     stack.shop.update_order(target["id"], {"note": "gift wrap please", "tags": "vip"})
     report = engine.run(stack.channel_id)
     assert report.counts["orders_changed"] == 1
+    # A change the books do not show (note, tags) is a new revision that changes nothing in QuickBooks.
+    assert report.counts["posted"] == report.counts["updated"] == 0
     assert doc_numbers(stack) == before
     with stack.app.db.session() as session:
         order = session.scalars(select(StoredOrder).where(StoredOrder.channel_order_id == str(target["id"]))).one()
@@ -314,9 +317,26 @@ def test_changed_after_part_was_posted_is_not_posted_again(stack_factory: StackF
     )
     stack.shop.update_order(target["id"], {"note": "changed after posting"})
     report = engine.run(stack.channel_id)
+    # The new revision is the target: its invoice is in the books already (kept, not posted again), its
+    # payment was not, so only the payment is posted, once.
+    assert report.error == ""
     assert len(stack.qbo.entities("Invoice")) == invoices_before
+    invoice = next(e for e in stack.qbo.entities("Invoice") if str(e["DocNumber"]) == str(target["order_number"]))
+    applied = [
+        p
+        for p in stack.qbo.entities("Payment")
+        if any(line["LinkedTxn"][0]["TxnId"] == invoice["Id"] for line in p["Line"])
+    ]
+    assert len(applied) == 1
+    assert Decimal(str(stack.qbo.entity("Invoice", invoice["Id"])["Balance"])) == 0
     with stack.app.db.session() as session:
         order = session.scalars(select(StoredOrder).where(StoredOrder.channel_order_id == str(target["id"]))).one()
-        assert order.state == OrderState.FAILED
-        assert order.error_field == "revision"
+        assert order.state == OrderState.POSTED
+        kinds = Counter(
+            p.kind for p in session.scalars(select(Posting).where(Posting.order_id == order.id)) if p.state == "posted"
+        )
+        assert (kinds["Invoice"], kinds["Payment"]) == (1, 1)
+    again = engine.run(stack.channel_id)
+    assert again.counts["posted"] == 0
     assert report.counts.get("posted_Invoice", 0) == 0
+    assert report.counts["posted_Payment"] == 1

@@ -16,9 +16,7 @@ pytestmark = pytest.mark.unit
 def item_ids(settings_items: ItemSettings, *lines: object) -> list[str | None]:
     order = simple_order(*lines)  # type: ignore[arg-type]
     result = plan(order, make_settings(items=settings_items), full_catalog())
-    return [
-        line.item.id if line.item else None for line in result.documents[0].lines if line.kind is LineKind.ITEM
-    ]
+    return [line.item.id if line.item else None for line in result.documents[0].lines if line.kind is LineKind.ITEM]
 
 
 def test_sku_map_sends_several_skus_to_one_item() -> None:

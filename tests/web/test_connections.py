@@ -170,7 +170,12 @@ def test_shopify_connect_checks_and_saves_defaults(web: Web) -> None:
     connect_shopify(web, web.client)
     books, shop = _connections(web)
     assert (shop.kind, shop.role, shop.name, shop.books_id) == ("shopify", "channel", "shopify", books.id)
-    assert web.app.box.open(shop.secrets) == {"access_token": web.settings.demo_shopify_token}
+    assert web.app.box.open(shop.secrets) == {
+        "access_token": web.settings.demo_shopify_token,
+        "webhook_secret": web.settings.demo_shopify_webhook_secret,
+    }
+    assert shop.config["webhook_token"]  # real-time updates registered with the store
+    assert len(web.shop.webhooks.subscriptions()) == 5
     with web.app.db.session() as session:
         revision = session.scalars(select(SettingsRevision).where(SettingsRevision.connection_id == shop.id)).one()
         assert revision.changed_by == "s@shop.test"

@@ -5,13 +5,14 @@ from __future__ import annotations
 
 import json
 import uuid
+from collections import Counter
 from typing import Any
 
 import httpx
 import pytest
 from pydantic import SecretStr
 from sqlalchemy import func, select
-from webtools import Web, connect_qbo, connect_shopify, signup
+from webtools import Web, connect_qbo, connect_shopify, csrf, signup
 
 from ledgerlink.domain.catalog import CatalogQuery
 from ledgerlink.domain.defaults import suggest_accounts
@@ -27,6 +28,7 @@ from ledgerlink.sync.webhooks import (
     register_shopify_webhooks,
     set_webhook_secret,
     sign,
+    unregister_shopify_webhooks,
     verify,
 )
 
@@ -54,11 +56,11 @@ def hooked(web: Web) -> tuple[Web, int, str]:
         adapter.close()
     with web.app.db.session() as session:
         save_settings(session, channel_id, ChannelSettings(accounts=accounts), changed_by="test")
-        channel = session.get(Connection, channel_id)
-        assert channel is not None
-        set_webhook_secret(web.app.box, channel, web.shop.webhook_secret)
-        assert register_shopify_webhooks(web.app, channel) == list(SHOPIFY_TOPICS)
-        token = str(channel.config["webhook_token"])
+        stored = session.get(Connection, channel_id)
+        assert stored is not None
+        set_webhook_secret(web.app.box, stored, web.shop.webhook_secret)
+        assert register_shopify_webhooks(web.app, stored) == list(SHOPIFY_TOPICS)
+        token = str(stored.config["webhook_token"])
     web.app.settings = web.app.settings.model_copy(update={"qbo_verifier_token": SecretStr(VERIFIER)})
     return web, channel_id, token
 
@@ -85,13 +87,15 @@ def post_shopify(
     }
     if not omit_signature:
         headers["X-Shopify-Hmac-Sha256"] = signature or sign(body, secret or web.shop.webhook_secret)
-    return web.client.post(f"/webhooks/shopify/{token}", content=body, headers=headers)
+    answer: httpx.Response = web.client.post(f"/webhooks/shopify/{token}", content=body, headers=headers)
+    return answer
 
 
 def post_qbo(web: Web, payload: Any, *, token: str = VERIFIER, signature: str | None = None) -> httpx.Response:
     body = json.dumps(payload).encode()
     headers = {"Content-Type": "application/json", "intuit-signature": signature or sign(body, token)}
-    return web.client.post("/webhooks/qbo", content=body, headers=headers)
+    answer: httpx.Response = web.client.post("/webhooks/qbo", content=body, headers=headers)
+    return answer
 
 
 def jobs(web: Web) -> list[SyncJob]:
@@ -158,9 +162,40 @@ def test_a_new_address_replaces_our_old_subscriptions(hooked: tuple[Web, int, st
     assert {s.address.rsplit("/", 1)[-1] for s in web.shop.webhooks.subscriptions()} == {new}
 
 
+def test_another_connection_to_the_same_store_keeps_its_subscriptions(hooked: tuple[Web, int, str]) -> None:
+    web, _channel_id, first = hooked
+    other = web.new_client()
+    signup(other, "second@hooks.test", "Second Co")
+    connect_shopify(web, other)
+    with web.app.db.session() as session:
+        second = session.scalars(select(Connection).where(Connection.kind == "shopify").order_by(Connection.id))
+        conn = list(second)[-1]
+        set_webhook_secret(web.app.box, conn, web.shop.webhook_secret)
+        register_shopify_webhooks(web.app, conn)
+        token = str(conn.config["webhook_token"])
+    by_token = Counter(s.address.rsplit("/", 1)[-1] for s in web.shop.webhooks.subscriptions())
+    assert by_token == {first: len(SHOPIFY_TOPICS), token: len(SHOPIFY_TOPICS)}
+    with web.app.db.session() as session:
+        conn = session.scalars(select(Connection).where(Connection.config["webhook_token"].as_string() == token)).one()
+        assert unregister_shopify_webhooks(web.app, conn) == len(SHOPIFY_TOPICS)
+    assert {s.address.rsplit("/", 1)[-1] for s in web.shop.webhooks.subscriptions()} == {first}
+
+
 def test_registration_needs_the_api_secret_key(web: Web) -> None:
     signup(web.client, "nosecret@hooks.test", "No Secret Co")
-    connect_shopify(web, web.client)
+    creds = web.shop.credentials(web.shop_server.base_url)
+    answer = web.client.post(
+        "/connections/shopify",
+        data={
+            "shop": creds["shop"],
+            "access_token": creds["access_token"],
+            "base_url": creds["base_url"],
+            "webhook_secret": "",
+            "csrf_token": csrf(web.client, "/connections"),
+        },
+        follow_redirects=False,
+    )
+    assert answer.status_code == 303, answer.text
     with web.app.db.session() as session:
         channel = session.scalars(select(Connection).where(Connection.kind == "shopify")).one()
         with pytest.raises(WebhookSetupError, match="API secret key"):

@@ -86,6 +86,7 @@ def connect_shopify(web: Web, client: TestClient) -> None:
             "shop": creds["shop"],
             "access_token": creds["access_token"],
             "base_url": creds["base_url"],
+            "webhook_secret": creds["webhook_secret"],
             "csrf_token": token,
         },
         follow_redirects=False,
@@ -114,6 +115,7 @@ def web(tmp_path: Path) -> Iterator[Web]:
     from ledgerlink.web.app import create_app
 
     client = TestClient(create_app(app), base_url=PUBLIC_URL)
+    shop.deliver_webhooks_with(client)  # the sandbox's webhooks reach the in-process app
     try:
         yield Web(app, client, qbo, qbo_server, shop, shop_server, settings)
     finally:

@@ -21,7 +21,7 @@ from __future__ import annotations
 import time
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from datetime import UTC, datetime, timedelta
-from decimal import Decimal, InvalidOperation
+from decimal import Decimal
 from typing import Any, ClassVar
 from urllib.parse import urlsplit
 from zoneinfo import ZoneInfo
@@ -29,9 +29,10 @@ from zoneinfo import ZoneInfo
 import httpx
 from pydantic import BaseModel, ConfigDict, Field, SecretStr, field_validator
 
+from ledgerlink import jsonwire
 from ledgerlink.channels.base import ChannelPage, Cursor, Window, register_channel
 from ledgerlink.domain.errors import MappingError, NeedsUserError, PermanentError, RetryableError
-from ledgerlink.domain.money import ZERO, cents, parse_money, parse_quantity, total
+from ledgerlink.domain.money import ZERO, cents, parse_money, parse_quantity, shown, total
 from ledgerlink.domain.order import (
     Address,
     Customer,
@@ -66,6 +67,8 @@ ORDER_STATUSES = frozenset(
     }
 )
 TAX_TITLE = "Sales tax"
+# The store keeps ids and order numbers in 64 characters (ShipStation's order numbers hold at most 50).
+MAX_KEY = 64
 _FILTER_FORMAT = "%Y-%m-%d %H:%M:%S"
 
 
@@ -122,10 +125,13 @@ def parse_pacific(raw: str) -> datetime:
     ShipStation does not send, is honoured.)
     """
     parsed = datetime.fromisoformat(raw.strip())
-    if parsed.tzinfo is not None:
-        return parsed.astimezone(UTC)
-    first = parsed.replace(tzinfo=PACIFIC, fold=0).astimezone(UTC)
-    second = parsed.replace(tzinfo=PACIFIC, fold=1).astimezone(UTC)
+    try:
+        if parsed.tzinfo is not None:
+            return parsed.astimezone(UTC)
+        first = parsed.replace(tzinfo=PACIFIC, fold=0).astimezone(UTC)
+        second = parsed.replace(tzinfo=PACIFIC, fold=1).astimezone(UTC)
+    except OverflowError:  # 9999-12-31 late in the evening, Pacific, is past the last UTC instant
+        raise ValueError(f"{raw!r} is out of range") from None
     return min(first, second)
 
 
@@ -307,20 +313,50 @@ class ShipStationChannel:
     def _get_json(self, path: str, params: Mapping[str, str]) -> Any:
         response = self._get(path, params)
         try:
-            return response.json()
-        except ValueError as exc:
-            raise RetryableError(f"ShipStation sent a body that is not JSON ({response.status_code})") from exc
+            return response.json(parse_constant=_not_json)
+        except (ValueError, RecursionError) as exc:
+            # Not UTF-8, not JSON, a number past Python's digit limit, or nested past the parser's depth.
+            raise RetryableError(
+                f"ShipStation sent a body that is not JSON ({response.status_code}): {shown(str(exc))}"
+            ) from exc
 
     def _get(self, path: str, params: Mapping[str, str]) -> httpx.Response:
         """GET within the rate limit, with passing faults retried a bounded number of times."""
+        return self.request("GET", path, params=params)
+
+    def request(
+        self,
+        method: str,
+        path: str,
+        *,
+        params: Mapping[str, str] | None = None,
+        body: Any = None,
+        replayable: bool = True,
+    ) -> httpx.Response:
+        """One call within the key pair's rate limit (waits for the window instead of a 429; retries a 429).
+
+        `body` is sent as JSON (Decimals exact). Passing faults are retried a bounded number of times when the
+        call may be repeated: reads always; writes only when `replayable` (ShipStation's createorder(s) are
+        upserts by orderKey, so repeating them is safe; `markasshipped` is not). A write whose answer was lost
+        and that may not be repeated raises `RetryableError` at once.
+        """
         url = f"{self.config.base_url}{path}"
         auth = (self.config.api_key.get_secret_value(), self.config.api_secret.get_secret_value())
+        content = None if body is None else jsonwire.dumps(body).encode()
+        headers = {"Content-Type": "application/json"} if content is not None else None
+        reading = method.upper() == "GET"
         throttled = failed = 0
         while True:
             self._wait_for_window()
             try:
-                response = self._client.get(url, params=params, auth=auth)
+                response = self._client.request(
+                    method, url, params=dict(params or {}), auth=auth, content=content, headers=headers
+                )
             except httpx.TransportError as exc:
+                if not (reading or replayable) and not isinstance(exc, httpx.ConnectError):
+                    raise RetryableError(
+                        f"ShipStation's answer to {method} {path} was lost: {exc}", retry_after=30.0
+                    ) from exc
                 failed += 1
                 if failed >= MAX_FAILED_TRIES:
                     raise RetryableError(f"ShipStation did not answer: {exc}", retry_after=30.0) from exc
@@ -340,7 +376,12 @@ class ShipStationChannel:
                 self._sleep(wait)
                 continue
             if action in {Action.RETRY, Action.UNKNOWN_OUTCOME}:
-                # A read changes nothing, so an unknown outcome is just another retry.
+                # A read changes nothing, so an unknown outcome is just another retry; so is an upsert.
+                if not (reading or replayable):
+                    raise RetryableError(
+                        f"ShipStation answered {response.status_code} to {method} {path}: {_error_text(response)}",
+                        retry_after=30.0,
+                    )
                 failed += 1
                 if failed >= MAX_FAILED_TRIES:
                     raise RetryableError(
@@ -388,6 +429,11 @@ def _backoff(attempt: int) -> float:
     return float(min(30.0, 0.5 * 2 ** (attempt - 1)))
 
 
+def _not_json(constant: str) -> None:
+    """NaN and Infinity are not JSON (Python reads them; PostgreSQL refuses to store an order holding them)."""
+    raise ValueError(f"{constant} is not a JSON value")
+
+
 def _header_number(response: httpx.Response, name: str) -> float | None:
     raw = response.headers.get(name)
     if raw is None:
@@ -425,10 +471,10 @@ def _filter_of(order: Mapping[str, Any]) -> str | None:
         return None
     try:
         wall = datetime.fromisoformat(raw.strip())
-    except ValueError:
+        if wall.tzinfo is not None:
+            wall = pacific_wall(wall)
+    except (ValueError, OverflowError):
         return None
-    if wall.tzinfo is not None:
-        wall = pacific_wall(wall)
     return wall.strftime(_FILTER_FORMAT)
 
 
@@ -450,18 +496,24 @@ def _error_text(response: httpx.Response) -> str:
     """ShipStation's own words: ASP.NET's `Message` (and `ModelState`), or the text of the body."""
     try:
         body = response.json()
-    except ValueError:
-        return response.text[:200]
+    except (ValueError, RecursionError):
+        return response.content[:200].decode("utf-8", "replace")
     if not isinstance(body, dict):
-        return str(body)[:200]
-    message = str(body.get("Message") or body.get("message") or body.get("ExceptionMessage") or "")
+        return shown(body)
+    message = _said(body.get("Message") or body.get("message") or body.get("ExceptionMessage") or "")
     state = body.get("ModelState")
     if isinstance(state, dict):
         details = "; ".join(
-            f"{key}: {', '.join(map(str, value)) if isinstance(value, list) else value}" for key, value in state.items()
+            f"{_said(key)}: {', '.join(map(_said, value)) if isinstance(value, list) else _said(value)}"
+            for key, value in state.items()
         )
         message = f"{message} {details}".strip()
-    return message or str(body)[:200]
+    return message[:500] or shown(body)
+
+
+def _said(value: object) -> str:
+    """A message of ShipStation's as text: strings as they are (shortened), anything else shown safely."""
+    return value[:200] if isinstance(value, str) else shown(value)
 
 
 # -- parse ----------------------------------------------------------------------------------------------
@@ -476,17 +528,40 @@ def parse_order(raw: Mapping[str, Any]) -> Order:
         return _Parser(raw, label).order()
     except MappingError:
         raise
-    except (KeyError, ValueError, TypeError, AttributeError, InvalidOperation) as exc:
+    except (KeyError, ValueError, TypeError, AttributeError, ArithmeticError, RecursionError) as exc:
         # A shape we did not foresee: still a MappingError, so the order is parked, not the sync crashed.
-        raise MappingError(f"unexpected order shape: {exc}", order=label) from exc
+        raise MappingError(f"unexpected order shape: {shown(str(exc))}", order=label) from exc
 
 
 def _label(raw: Mapping[str, Any]) -> str | None:
+    """How errors name the order: its number, else its id (a hostile one is skipped)."""
     for key in ("orderNumber", "orderId"):
-        value = raw.get(key)
-        if value not in (None, "") and isinstance(value, str | int):
-            return str(value)
+        value = _key_text(raw.get(key))
+        if value:
+            return value
     return None
+
+
+def _key_text(value: object) -> str | None:
+    """An id or order number as text, if it is one the store can keep: a short string or integer."""
+    if isinstance(value, int) and not isinstance(value, bool) and value.bit_length() <= 200:
+        text = str(value)
+    elif isinstance(value, str):
+        text = value.strip()
+    else:
+        return None
+    if not 0 < len(text) <= MAX_KEY or not text.isprintable():
+        return None
+    return text if _encodable(text) else None
+
+
+def _encodable(text: str) -> bool:
+    """False for text that cannot be stored (a lone surrogate: half of an emoji cut in two)."""
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError:
+        return False
+    return True
 
 
 class _Parser:
@@ -503,7 +578,7 @@ class _Parser:
 
     def obj(self, value: object, field: str) -> Mapping[str, Any]:
         if not isinstance(value, Mapping):
-            raise self.fail(f"expected an object, got {value!r}", field)
+            raise self.fail(f"expected an object, got {shown(value)}", field)
         return value
 
     def optional_obj(self, value: object, field: str) -> Mapping[str, Any]:
@@ -513,20 +588,29 @@ class _Parser:
         if value is None:
             return []
         if not isinstance(value, list):
-            raise self.fail(f"expected a list, got {value!r}", field)
+            raise self.fail(f"expected a list, got {shown(value)}", field)
         return [self.obj(item, f"{field}[{index}]") for index, item in enumerate(value)]
 
     def ident(self, value: object, field: str) -> str:
-        if value is None or value == "" or isinstance(value, bool) or not isinstance(value, str | int):
-            raise self.fail(f"expected an id, got {value!r}", field)
-        return str(value)
+        text = _key_text(value)
+        if text is None:
+            raise self.fail(
+                f"expected an id (text or a number, at most {MAX_KEY} characters), got {shown(value)}", field
+            )
+        return text
 
     def text(self, value: object, field: str) -> str:
         if value is None:
             return ""
-        if isinstance(value, bool) or not isinstance(value, str | int | float | Decimal):
-            raise self.fail(f"expected text, got {value!r}", field)
-        return str(value).strip()
+        if isinstance(value, str):
+            if not _encodable(value):
+                raise self.fail(f"text is not valid Unicode (half of an emoji?): {shown(value)}", field)
+            return value.strip()
+        if isinstance(value, float | Decimal) or (
+            isinstance(value, int) and not isinstance(value, bool) and value.bit_length() <= 200
+        ):
+            return str(value).strip()
+        raise self.fail(f"expected text, got {shown(value)}", field)
 
     def money(self, value: object, field: str) -> Decimal:
         return parse_money(value, order=self.label, field=field)
@@ -535,16 +619,16 @@ class _Parser:
         if value is None:
             return False
         if not isinstance(value, bool):
-            raise self.fail(f"expected true or false, got {value!r}", field)
+            raise self.fail(f"expected true or false, got {shown(value)}", field)
         return value
 
     def moment(self, value: object, field: str) -> datetime:
         if not isinstance(value, str) or not value.strip():
-            raise self.fail(f"expected a timestamp, got {value!r}", field)
+            raise self.fail(f"expected a timestamp, got {shown(value)}", field)
         try:
             return parse_pacific(value)
         except ValueError:
-            raise self.fail(f"expected a ShipStation timestamp (Pacific time), got {value!r}", field) from None
+            raise self.fail(f"expected a ShipStation timestamp (Pacific time), got {shown(value)}", field) from None
 
     def optional_moment(self, value: object, field: str) -> datetime | None:
         return None if value in (None, "") else self.moment(value, field)
@@ -554,14 +638,14 @@ class _Parser:
     def order(self) -> Order:
         raw = self.raw
         order_id = self.ident(raw.get("orderId"), "orderId")
-        number = self.text(raw.get("orderNumber"), "orderNumber") or order_id
+        number = order_id if raw.get("orderNumber") in (None, "") else self.ident(raw["orderNumber"], "orderNumber")
         created_at = self.moment(raw.get("orderDate"), "orderDate")
         modified_raw = raw.get("modifyDate")
         updated_at = created_at if modified_raw in (None, "") else self.moment(modified_raw, "modifyDate")
         options = self.optional_obj(raw.get("advancedOptions"), "advancedOptions")
         status = self.text(raw.get("orderStatus"), "orderStatus")
         if status not in ORDER_STATUSES:
-            raise self.fail(f"unknown order status {raw.get('orderStatus')!r}", "orderStatus")
+            raise self.fail(f"unknown order status {shown(raw.get('orderStatus'))}", "orderStatus")
 
         products: list[tuple[int, Mapping[str, Any]]] = []
         order_discounts: list[Discount] = []
@@ -734,7 +818,7 @@ class _Parser:
             return "USD"
         code = self.text(raw, "advancedOptions.currency").upper()
         if len(code) != 3 or not code.isalpha():
-            raise self.fail(f"expected a 3-letter currency code, got {raw!r}", "advancedOptions.currency")
+            raise self.fail(f"expected a 3-letter currency code, got {shown(raw)}", "advancedOptions.currency")
         return code
 
     def customer(self, billing: Address) -> Customer:

@@ -10,7 +10,7 @@ from __future__ import annotations
 import time
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from datetime import UTC, datetime
-from decimal import Decimal, InvalidOperation
+from decimal import Decimal
 from typing import Any, ClassVar
 from urllib.parse import parse_qs, urlsplit
 
@@ -19,7 +19,7 @@ from pydantic import BaseModel, ConfigDict, Field, SecretStr, field_validator
 
 from ledgerlink.channels.base import ChannelPage, Cursor, Window, register_channel
 from ledgerlink.domain.errors import MappingError, NeedsUserError, PermanentError, RetryableError
-from ledgerlink.domain.money import ZERO, cents, parse_money, parse_quantity, total
+from ledgerlink.domain.money import ZERO, cents, parse_money, parse_quantity, read_number, shown, total
 from ledgerlink.domain.order import (
     Address,
     Customer,
@@ -37,6 +37,9 @@ from ledgerlink.domain.order import (
 from ledgerlink.http import Action, classify_status, new_client, retry_after_seconds
 
 PAGE_LIMIT = 250
+# The store keeps ids and order numbers in 64 characters; no Shopify id comes near that.
+MAX_KEY = 64
+MAX_RATE = Decimal(100)
 MAX_THROTTLED_TRIES = 8
 MAX_FAILED_TRIES = 5
 CALL_LIMIT_HEADER = "X-Shopify-Shop-Api-Call-Limit"
@@ -66,6 +69,15 @@ class ShopifyConfig(BaseModel):
     base_url: str | None = Field(
         default=None,
         description="Where to send requests instead of https://<shop> (the local sandbox); leave empty",
+    )
+    webhook_secret: SecretStr | None = Field(
+        default=None,
+        description="The app's API secret key: Shopify signs its webhooks with it (X-Shopify-Hmac-Sha256)",
+        json_schema_extra={"secret": True},
+    )
+    webhook_token: str = Field(
+        default="",
+        description="Set by ledgerlink when it registers webhooks: the unguessable part of their address",
     )
 
     @field_validator("shop")
@@ -154,13 +166,71 @@ class ShopifyChannel:
         response = self._get(f"{self.config.api_root}/orders/{order_id}/transactions.json", None)
         return _json_list(response, "transactions")
 
+    # -- webhooks ----------------------------------------------------------------------------------------
+
+    def register_webhooks(
+        self, address: str, topics: Sequence[str], *, replaces: Callable[[str], bool] | None = None
+    ) -> list[str]:
+        """Subscribe `address` to `topics` (JSON format); returns the topics now subscribed there.
+
+        Idempotent: topics already subscribed at the address are left alone (Shopify refuses a duplicate with
+        422 "has already been taken", which counts as subscribed). Subscriptions at another address for which
+        `replaces(address)` is true (an older address of the same receiver) are deleted.
+        """
+        root = self.config.api_root
+        subscribed: list[str] = []
+        for hook in self._webhooks():
+            topic, at = str(hook.get("topic", "")), str(hook.get("address", ""))
+            if at == address and topic in topics:
+                subscribed.append(topic)
+            elif replaces is not None and at != address and replaces(at) and "id" in hook:
+                self._request("DELETE", f"{root}/webhooks/{hook['id']}.json", None, accept=frozenset({404}))
+        for topic in topics:
+            if topic in subscribed:
+                continue
+            body = {"webhook": {"topic": topic, "address": address, "format": "json"}}
+            response = self._request("POST", f"{root}/webhooks.json", None, body=body, accept=frozenset({422}))
+            if response.status_code == 422 and "taken" not in _error_text(response):
+                raise PermanentError(f"Shopify refused the {topic} webhook: {_error_text(response)}", code="422")
+            subscribed.append(topic)
+        return [topic for topic in topics if topic in subscribed]
+
+    def unregister_webhooks(self, address: str) -> int:
+        """Delete every subscription at `address`; returns how many there were."""
+        root = self.config.api_root
+        gone = 0
+        for hook in self._webhooks():
+            if str(hook.get("address", "")) == address and "id" in hook:
+                self._request("DELETE", f"{root}/webhooks/{hook['id']}.json", None, accept=frozenset({404}))
+                gone += 1
+        return gone
+
+    def _webhooks(self) -> list[dict[str, Any]]:
+        response = self._request("GET", f"{self.config.api_root}/webhooks.json", {"limit": "250"})
+        return _json_list(response, "webhooks")
+
     def _get(self, url: str, params: Mapping[str, str] | None) -> httpx.Response:
         """GET with Shopify's rate limit respected and passing faults retried a bounded number of times."""
+        return self._request("GET", url, params)
+
+    def _request(
+        self,
+        method: str,
+        url: str,
+        params: Mapping[str, str] | None,
+        *,
+        body: Mapping[str, Any] | None = None,
+        accept: frozenset[int] = frozenset(),
+    ) -> httpx.Response:
+        """One call with Shopify's rate limit respected and passing faults retried a bounded number of times.
+
+        Only reads and idempotent writes come here (a repeated webhook subscription is refused, not doubled).
+        Statuses in `accept` are returned to the caller instead of raising."""
         headers = {"X-Shopify-Access-Token": self.config.access_token.get_secret_value()}
         throttled = failed = 0
         while True:
             try:
-                response = self._client.get(url, params=params, headers=headers)
+                response = self._client.request(method, url, params=params, headers=headers, json=body)
             except httpx.TransportError as exc:
                 failed += 1
                 if failed >= MAX_FAILED_TRIES:
@@ -168,7 +238,7 @@ class ShopifyChannel:
                 self._sleep(_backoff(failed))
                 continue
             action = classify_status(response.status_code)
-            if action is Action.OK:
+            if action is Action.OK or response.status_code in accept:
                 self._pace(response)
                 return response
             if action is Action.RATE_LIMITED:
@@ -229,17 +299,43 @@ def parse_order(raw: Mapping[str, Any]) -> Order:
         return _Parser(raw, label).order()
     except MappingError:
         raise
-    except (KeyError, ValueError, TypeError, AttributeError, InvalidOperation) as exc:
+    except (KeyError, ValueError, TypeError, AttributeError, ArithmeticError, RecursionError) as exc:
         # A shape we did not foresee: still a MappingError, so the order is parked, not the sync crashed.
-        raise MappingError(f"unexpected order shape: {exc}", order=label) from exc
+        raise MappingError(f"unexpected order shape: {shown(str(exc))}", order=label) from exc
+
+
+_LABEL_KEYS = ("order_number", "name", "id")
 
 
 def _label(raw: Mapping[str, Any]) -> str | None:
-    for key in ("order_number", "name", "id"):
-        value = raw.get(key)
-        if value not in (None, ""):
-            return str(value).lstrip("#")
+    """How errors name the order: the first usable of its number, name and id (a hostile one is skipped)."""
+    for key in _LABEL_KEYS:
+        value = _key_text(raw.get(key))
+        if value and value.lstrip("#"):
+            return value.lstrip("#")
     return None
+
+
+def _key_text(value: object) -> str | None:
+    """An id or order number as text, if it is one the store can keep: a short string or integer."""
+    if isinstance(value, int) and not isinstance(value, bool) and value.bit_length() <= 200:
+        text = str(value)
+    elif isinstance(value, str):
+        text = value.strip()
+    else:
+        return None
+    if not 0 < len(text) <= MAX_KEY or not text.isprintable():
+        return None
+    return text if _encodable(text) else None
+
+
+def _encodable(text: str) -> bool:
+    """False for text that cannot be stored (a lone surrogate: half of an emoji cut in two)."""
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError:
+        return False
+    return True
 
 
 class _Parser:
@@ -256,7 +352,7 @@ class _Parser:
 
     def obj(self, value: object, field: str) -> Mapping[str, Any]:
         if not isinstance(value, Mapping):
-            raise self.fail(f"expected an object, got {value!r}", field)
+            raise self.fail(f"expected an object, got {shown(value)}", field)
         return value
 
     def optional_obj(self, value: object, field: str) -> Mapping[str, Any]:
@@ -266,16 +362,27 @@ class _Parser:
         if value is None:
             return []
         if not isinstance(value, list):
-            raise self.fail(f"expected a list, got {value!r}", field)
+            raise self.fail(f"expected a list, got {shown(value)}", field)
         return [self.obj(item, f"{field}[{index}]") for index, item in enumerate(value)]
 
     def ident(self, value: object, field: str) -> str:
-        if value is None or value == "" or isinstance(value, bool) or not isinstance(value, str | int):
-            raise self.fail(f"expected an id, got {value!r}", field)
-        return str(value)
+        text = _key_text(value)
+        if text is None:
+            raise self.fail(
+                f"expected an id (text or a number, at most {MAX_KEY} characters), got {shown(value)}", field
+            )
+        return text
 
-    def text(self, value: object) -> str:
-        return "" if value is None else str(value).strip()
+    def text(self, value: object, field: str) -> str:
+        if value is None:
+            return ""
+        if isinstance(value, str):
+            if not _encodable(value):
+                raise self.fail(f"text is not valid Unicode (half of an emoji?): {shown(value)}", field)
+            return value.strip()
+        if isinstance(value, bool | float | Decimal) or (isinstance(value, int) and value.bit_length() <= 200):
+            return str(value).strip()
+        raise self.fail(f"expected text, got {shown(value)}", field)
 
     def money(self, value: object, field: str) -> Decimal:
         return parse_money(value, order=self.label, field=field)
@@ -283,32 +390,29 @@ class _Parser:
     def rate(self, value: object, field: str) -> Decimal:
         if value is None or value == "":
             return ZERO
-        if isinstance(value, bool) or not isinstance(value, str | int | float | Decimal):
-            raise self.fail(f"expected a tax rate, got {value!r}", field)
-        try:
-            rate = Decimal(str(value))
-        except InvalidOperation:
-            raise self.fail(f"expected a tax rate, got {value!r}", field) from None
-        if not rate.is_finite() or rate < 0:
-            raise self.fail(f"expected a tax rate, got {value!r}", field)
+        rate = read_number(value)
+        if rate is None or not rate.is_finite() or not 0 <= rate < MAX_RATE:
+            raise self.fail(f"expected a tax rate, got {shown(value)}", field)
         return rate
 
     def flag(self, value: object, field: str, default: bool) -> bool:
         if value is None:
             return default
         if not isinstance(value, bool):
-            raise self.fail(f"expected true or false, got {value!r}", field)
+            raise self.fail(f"expected true or false, got {shown(value)}", field)
         return value
 
     def moment(self, value: object, field: str) -> datetime:
         if not isinstance(value, str) or not value:
-            raise self.fail(f"expected a timestamp, got {value!r}", field)
+            raise self.fail(f"expected a timestamp, got {shown(value)}", field)
         try:
             parsed = datetime.fromisoformat(value)
-        except ValueError:
-            raise self.fail(f"expected an ISO 8601 timestamp, got {value!r}", field) from None
-        # Shopify always sends an offset; an old export without one is read as UTC rather than refused.
-        return parsed if parsed.tzinfo is not None else parsed.replace(tzinfo=UTC)
+            # Shopify always sends an offset; an old export without one is read as UTC rather than refused.
+            parsed = parsed if parsed.tzinfo is not None else parsed.replace(tzinfo=UTC)
+            parsed.astimezone(UTC)  # the store keeps UTC: year 9999 at -23:59 has none
+        except (ValueError, OverflowError):
+            raise self.fail(f"expected an ISO 8601 timestamp, got {shown(value)}", field) from None
+        return parsed
 
     def optional_moment(self, value: object, field: str) -> datetime | None:
         return None if value in (None, "") else self.moment(value, field)
@@ -318,13 +422,13 @@ class _Parser:
     def order(self) -> Order:
         raw = self.raw
         order_id = self.ident(raw.get("id"), "id")
-        number = self.label or order_id
+        number = self.number() or order_id
         created_at = self.moment(raw.get("created_at"), "created_at")
         updated_raw = raw.get("updated_at")
         updated_at = created_at if updated_raw in (None, "") else self.moment(updated_raw, "updated_at")
-        currency = self.text(raw.get("currency")).upper()
-        if len(currency) != 3:
-            raise self.fail(f"expected a 3-letter currency code, got {raw.get('currency')!r}", "currency")
+        currency = self.text(raw.get("currency"), "currency").upper()
+        if len(currency) != 3 or not (currency.isascii() and currency.isalpha()):
+            raise self.fail(f"expected a 3-letter currency code, got {shown(raw.get('currency'))}", "currency")
 
         applications = self.items(raw.get("discount_applications"), "discount_applications")
         used: set[int] = set()
@@ -355,8 +459,8 @@ class _Parser:
             updated_at=updated_at,
             cancelled_at=self.optional_moment(raw.get("cancelled_at"), "cancelled_at"),
             currency=currency,
-            financial_status=self.text(raw.get("financial_status")),
-            fulfillment_status=self.text(raw.get("fulfillment_status")),
+            financial_status=self.text(raw.get("financial_status"), "financial_status"),
+            fulfillment_status=self.text(raw.get("fulfillment_status"), "fulfillment_status"),
             taxes_included=self.flag(raw.get("taxes_included"), "taxes_included", False),
             customer=self.customer(billing),
             billing_address=billing,
@@ -377,10 +481,23 @@ class _Parser:
                 tax=self.money(raw.get("total_tax"), "total_tax"),
                 total=self.required_money(raw.get("total_price"), "total_price"),
             ),
-            note=self.text(raw.get("note")),
-            tags=tuple(tag.strip() for tag in self.text(raw.get("tags")).split(",") if tag.strip()),
-            source=self.text(raw.get("source_name")),
+            note=self.text(raw.get("note"), "note"),
+            tags=tuple(tag.strip() for tag in self.text(raw.get("tags"), "tags").split(",") if tag.strip()),
+            source=self.text(raw.get("source_name"), "source_name"),
         )
+
+    def number(self) -> str | None:
+        """The order number (the label errors use): a number or name Shopify sent that cannot be one is refused."""
+        for key in _LABEL_KEYS[:2]:
+            value = self.raw.get(key)
+            if value in (None, ""):
+                continue
+            text = _key_text(value)
+            if text is None:
+                raise self.fail(f"expected an order number of at most {MAX_KEY} characters, got {shown(value)}", key)
+            if text.lstrip("#"):
+                return text.lstrip("#")
+        return None
 
     def required_money(self, value: object, field: str) -> Decimal:
         if value is None or value == "":
@@ -394,36 +511,42 @@ class _Parser:
         channel_id = "" if buyer.get("id") is None else self.ident(buyer.get("id"), "customer.id")
         return Customer(
             channel_id=channel_id,
-            email=self.text(buyer.get("email")) or self.text(raw.get("email")) or self.text(raw.get("contact_email")),
-            first_name=self.text(buyer.get("first_name")) or self.text(billing_raw.get("first_name")),
-            last_name=self.text(buyer.get("last_name")) or self.text(billing_raw.get("last_name")),
+            email=self.text(buyer.get("email"), "customer.email")
+            or self.text(raw.get("email"), "email")
+            or self.text(raw.get("contact_email"), "contact_email"),
+            first_name=self.text(buyer.get("first_name"), "customer.first_name")
+            or self.text(billing_raw.get("first_name"), "billing_address.first_name"),
+            last_name=self.text(buyer.get("last_name"), "customer.last_name")
+            or self.text(billing_raw.get("last_name"), "billing_address.last_name"),
             company=billing.company,
-            phone=self.text(buyer.get("phone")) or billing.phone,
+            phone=self.text(buyer.get("phone"), "customer.phone") or billing.phone,
         )
 
     def address(self, value: object, field: str) -> Address:
         raw = self.optional_obj(value, field)
         if not raw:
             return Address()
-        name = self.text(raw.get("name"))
-        if not name:
-            name = " ".join(p for p in (self.text(raw.get("first_name")), self.text(raw.get("last_name"))) if p)
+
+        def part(key: str) -> str:
+            return self.text(raw.get(key), f"{field}.{key}")
+
+        name = part("name") or " ".join(p for p in (part("first_name"), part("last_name")) if p)
         return Address(
             name=name,
-            company=self.text(raw.get("company")),
-            line1=self.text(raw.get("address1")),
-            line2=self.text(raw.get("address2")),
-            city=self.text(raw.get("city")),
-            region=self.text(raw.get("province_code")) or self.text(raw.get("province")),
-            postal_code=self.text(raw.get("zip")),
-            country=self.text(raw.get("country_code")) or self.text(raw.get("country")),
-            phone=self.text(raw.get("phone")),
+            company=part("company"),
+            line1=part("address1"),
+            line2=part("address2"),
+            city=part("city"),
+            region=part("province_code") or part("province"),
+            postal_code=part("zip"),
+            country=part("country_code") or part("country"),
+            phone=part("phone"),
         )
 
     def tax_lines(self, value: object, field: str) -> tuple[TaxLine, ...]:
         return tuple(
             TaxLine(
-                title=self.text(item.get("title")) or "Tax",
+                title=self.text(item.get("title"), f"{field}[{index}].title") or "Tax",
                 rate=self.rate(item.get("rate"), f"{field}[{index}].rate"),
                 amount=self.money(item.get("price"), f"{field}[{index}].price"),
             )
@@ -444,14 +567,18 @@ class _Parser:
                     f"{where}.discount_application_index",
                 )
             used.add(position)
-            code, description = self.describe(applications[position])
+            code, description = self.describe(applications[position], f"discount_applications[{position}]")
             discounts.append(Discount(amount=amount, code=code, description=description))
         return tuple(discounts)
 
-    def describe(self, application: Mapping[str, Any]) -> tuple[str, str]:
+    def describe(self, application: Mapping[str, Any], field: str) -> tuple[str, str]:
         """(code, description) of a discount application: codes have a code, the others a title."""
-        code = self.text(application.get("code")) if application.get("type") == "discount_code" else ""
-        description = self.text(application.get("title")) or self.text(application.get("description")) or code
+        code = self.text(application.get("code"), f"{field}.code") if application.get("type") == "discount_code" else ""
+        description = (
+            self.text(application.get("title"), f"{field}.title")
+            or self.text(application.get("description"), f"{field}.description")
+            or code
+        )
         return code, description
 
     def line(
@@ -470,15 +597,18 @@ class _Parser:
             discounts = (Discount(amount=old, description="Discount"),) if old > 0 else ()
         return OrderLine(
             line_id=self.ident(raw.get("id"), f"{field}.id"),
-            sku=self.text(raw.get("sku")),
-            name=self.text(raw.get("name")) or self.text(raw.get("title")) or self.text(raw.get("sku")) or "Item",
+            sku=self.text(raw.get("sku"), f"{field}.sku"),
+            name=self.text(raw.get("name"), f"{field}.name")
+            or self.text(raw.get("title"), f"{field}.title")
+            or self.text(raw.get("sku"), f"{field}.sku")
+            or "Item",
             quantity=quantity,
             unit_price=self.money(raw.get("price"), f"{field}.price"),
             discounts=discounts,
             taxable=self.flag(raw.get("taxable"), f"{field}.taxable", True),
             tax_lines=self.tax_lines(raw.get("tax_lines"), f"{field}.tax_lines"),
-            product_id=self.text(raw.get("product_id")),
-            variant_id=self.text(raw.get("variant_id")),
+            product_id=self.text(raw.get("product_id"), f"{field}.product_id"),
+            variant_id=self.text(raw.get("variant_id"), f"{field}.variant_id"),
         )
 
     def shipping(
@@ -495,8 +625,10 @@ class _Parser:
             if gap > 0:
                 discounts = (Discount(amount=gap, description="Shipping discount"),)
         return ShippingLine(
-            title=self.text(raw.get("title")) or self.text(raw.get("code")) or "Shipping",
-            code=self.text(raw.get("code")),
+            title=self.text(raw.get("title"), f"{field}.title")
+            or self.text(raw.get("code"), f"{field}.code")
+            or "Shipping",
+            code=self.text(raw.get("code"), f"{field}.code"),
             price=price,
             discounts=discounts,
             tax_lines=self.tax_lines(raw.get("tax_lines"), f"{field}.tax_lines"),
@@ -518,7 +650,7 @@ class _Parser:
                 value = cents(left * value / Decimal(100))
             if value <= 0:
                 continue
-            code, description = self.describe(application)
+            code, description = self.describe(application, f"discount_applications[{index}]")
             discounts.append(Discount(amount=value, code=code, description=description or "Order discount"))
         return tuple(discounts)
 
@@ -535,8 +667,10 @@ class _Parser:
                 Payment(
                     payment_id=self.ident(item.get("id"), f"{field}.id"),
                     amount=self.money(item.get("amount"), f"{field}.amount"),
-                    gateway=self.text(item.get("gateway")),
-                    method=self.text(details.get("credit_card_company")),
+                    gateway=self.text(item.get("gateway"), f"{field}.gateway"),
+                    method=self.text(
+                        details.get("credit_card_company"), f"{field}.payment_details.credit_card_company"
+                    ),
                     processed_at=self.optional_moment(when, f"{field}.processed_at"),
                 )
             )
@@ -578,7 +712,7 @@ class _Parser:
             shipping=shipping,
             adjustments=adjustments,
             amount=refunded,
-            note=self.text(raw.get("note")),
+            note=self.text(raw.get("note"), f"{field}.note"),
         )
 
 
@@ -597,13 +731,21 @@ def _backoff(attempt: int) -> float:
 
 def _json_list(response: httpx.Response, key: str) -> list[dict[str, Any]]:
     try:
-        body = response.json()
-    except ValueError as exc:
-        raise RetryableError(f"Shopify sent a body that is not JSON ({response.status_code})") from exc
+        body = response.json(parse_constant=_not_json)
+    except (ValueError, RecursionError) as exc:
+        # Not UTF-8, not JSON, a number past Python's digit limit, or nested past the parser's depth.
+        raise RetryableError(
+            f"Shopify sent a body that is not JSON ({response.status_code}): {shown(str(exc))}"
+        ) from exc
     items = body.get(key) if isinstance(body, dict) else None
     if not isinstance(items, list) or not all(isinstance(item, dict) for item in items):
         raise PermanentError(f"Shopify's answer has no {key!r} list")
     return items
+
+
+def _not_json(constant: str) -> None:
+    """NaN and Infinity are not JSON (Python reads them; PostgreSQL refuses to store an order holding them)."""
+    raise ValueError(f"{constant} is not a JSON value")
 
 
 def _next_link(response: httpx.Response) -> str | None:
@@ -620,17 +762,24 @@ def _error_text(response: httpx.Response) -> str:
     """Shopify's own words: `errors` is a string, a list or a field → messages object."""
     try:
         body = response.json()
-    except ValueError:
-        return response.text[:200]
+    except (ValueError, RecursionError):
+        return response.content[:200].decode("utf-8", "replace")
     errors = body.get("errors", body) if isinstance(body, dict) else body
     if isinstance(errors, dict):
-        return "; ".join(
-            f"{key}: {', '.join(map(str, value)) if isinstance(value, list) else value}"
+        text = "; ".join(
+            f"{_said(key)}: {', '.join(map(_said, value)) if isinstance(value, list) else _said(value)}"
             for key, value in errors.items()
         )
-    if isinstance(errors, list):
-        return "; ".join(map(str, errors))
-    return str(errors)
+    elif isinstance(errors, list):
+        text = "; ".join(map(_said, errors))
+    else:
+        text = _said(errors)
+    return text[:500]
+
+
+def _said(value: object) -> str:
+    """A message of Shopify's as text: strings as they are (shortened), anything else shown safely."""
+    return value[:200] if isinstance(value, str) else shown(value)
 
 
 def _last_position(orders: Sequence[Mapping[str, Any]]) -> Cursor | None:
@@ -642,10 +791,11 @@ def _last_position(orders: Sequence[Mapping[str, Any]]) -> Cursor | None:
             continue
         try:
             moment = datetime.fromisoformat(raw)
-        except ValueError:
+            if moment.tzinfo is None:
+                moment = moment.replace(tzinfo=UTC)
+            moment.astimezone(UTC)
+        except (ValueError, OverflowError):
             continue
-        if moment.tzinfo is None:
-            moment = moment.replace(tzinfo=UTC)
         if best is None or moment >= best.updated_at:
             best = Cursor(updated_at=moment, tie_breaker=str(order.get("id", "")))
     return best

@@ -158,6 +158,11 @@ class Refund(_Value):
     amount: Decimal
     note: str = ""
 
+    @property
+    def value(self) -> Decimal:
+        """What was given back: refunded lines with their tax, refunded shipping and adjustments, to the cent."""
+        return total([*(line.subtotal + line.tax for line in self.lines), self.shipping, self.adjustments])
+
 
 class Totals(_Value):
     """The totals as the channel reported them; the plan must reproduce `total` to the cent."""
@@ -212,6 +217,16 @@ class Order(_Value):
         if self.financial_status in {"paid", "partially_refunded", "refunded"}:
             return self.totals.total
         return min(total(p.amount for p in self.payments), self.totals.total)
+
+    @property
+    def refunded_total(self) -> Decimal:
+        """Everything the refunds gave back (their value, whether or not money moved)."""
+        return total(refund.value for refund in self.refunds)
+
+    @property
+    def fully_refunded(self) -> bool:
+        """Nothing of the sale is left: the channel says so, or the refunds add up to the total."""
+        return self.financial_status == "refunded" or (bool(self.refunds) and self.refunded_total >= self.totals.total)
 
     def content_hash(self) -> str:
         """A stable hash of the canonical content; a changed hash is a new revision."""

@@ -7,8 +7,11 @@ with an error naming the difference (unless the settings allow an adjustment lin
 
 from __future__ import annotations
 
+import enum
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from decimal import Decimal
+from typing import Any
 
 from ledgerlink.domain.catalog import Catalog, CatalogQuery, MasterData, NewCustomer, NewItem, fold
 from ledgerlink.domain.documents import (
@@ -22,31 +25,89 @@ from ledgerlink.domain.documents import (
 )
 from ledgerlink.domain.errors import ConfigError, MappingError
 from ledgerlink.domain.money import ZERO, total
-from ledgerlink.domain.order import Order
+from ledgerlink.domain.order import Order, Refund
 from ledgerlink.domain.settings import (
+    CancelMode,
     ChannelSettings,
     CustomerMode,
     ItemMatch,
     MissingCustomer,
     MissingItem,
+    RefundMode,
+    RestockMode,
     SyncDirection,
     TaxMode,
     TransactionType,
+    UpdatePolicy,
 )
 
 MAX_DOC_NUMBER = 21
 MAX_ITEM_NAME = 100
 CHANNEL_TITLES = {"shopify": "Shopify", "shipstation": "ShipStation", "woocommerce": "WooCommerce"}
+# The roles of the sale itself; payments, credit applications and refunds follow from them.
+SALE_ROLES = frozenset({"receipt", "invoice", "sales_order"})
+PAYMENT_ROLE = "payment"
+REFUND_ROLE = "refund:"
+APPLY_ROLE = "apply:"
+# Voids go out dependents first: payments (and credit applications) before credits, credits before the sale.
+_VOID_RANK = {
+    DocumentKind.PAYMENT: 0,
+    DocumentKind.CREDIT_MEMO: 1,
+    DocumentKind.REFUND_RECEIPT: 1,
+    DocumentKind.SALES_RECEIPT: 2,
+    DocumentKind.INVOICE: 2,
+    DocumentKind.ESTIMATE: 3,
+    DocumentKind.SALES_ORDER: 3,
+}
+
+
+class ChangeKind(enum.StrEnum):
+    """What a planned change does to the books (the values are the books port's operations)."""
+
+    CREATE = "create"
+    UPDATE = "update"
+    VOID = "void"
+
+
+@dataclass(frozen=True, slots=True)
+class PostedDoc:
+    """A document of the order that is in the books now (its live binding in the ledger)."""
+
+    role: str
+    document: Document
+
+    @property
+    def kind(self) -> DocumentKind:
+        return self.document.kind
+
+
+@dataclass(frozen=True, slots=True)
+class Change:
+    """One thing to do to the books for an order: create a document, update or void one that is there."""
+
+    operation: ChangeKind
+    document: Document
+
+    @property
+    def role(self) -> str:
+        return self.document.role
 
 
 @dataclass(slots=True)
 class Plan:
-    """What one order becomes: documents to post, master data to create first, or why it is skipped."""
+    """What one order becomes: documents to post, master data to create first, or why it is skipped.
+
+    `changes` (filled by `reconcile`) says what to do to the books to get there from what they hold now;
+    `void_all` says why every document of the order is to be voided (cancelled, refunded in full).
+    """
 
     order: Order
     documents: list[Document] = field(default_factory=list)
     needs: MasterData = field(default_factory=MasterData)
     skipped: str | None = None
+    void_all: str | None = None
+    changes: list[Change] = field(default_factory=list)
+    generation: int = 1
 
     @property
     def ready(self) -> bool:
@@ -54,12 +115,15 @@ class Plan:
         return not self.needs and all(not doc.unresolved() for doc in self.documents)
 
 
-def eligibility(order: Order, settings: ChannelSettings) -> str | None:
-    """Why the order filter leaves this order out, or None when it is to be synced."""
+def eligibility(order: Order, settings: ChannelSettings, *, posted: bool = False) -> str | None:
+    """Why the order filter leaves this order out, or None when it is to be synced.
+
+    `posted`: the order has documents in the books already, so a cancellation is no reason to leave it.
+    """
     filt = settings.orders
     if settings.direction is SyncDirection.FROM_BOOKS:
         return "this connection syncs orders from QuickBooks, not to it"
-    if order.cancelled_at is not None and not filt.include_cancelled:
+    if order.cancelled_at is not None and not filt.include_cancelled and not posted:
         return "cancelled before it was synced"
     if filt.order_numbers and order.number not in filt.order_numbers:
         return f"order number {order.number} is not in the order filter"
@@ -99,6 +163,7 @@ def catalog_query(order: Order, settings: ChannelSettings) -> CatalogQuery:
             settings.tax.tax_item_name,
             settings.adjust_item_name,
             settings.discount_item_name,
+            *([settings.refunds.no_restock_item_name] if order.refunds else []),
         )
     }
     if settings.customers.mode is CustomerMode.PER_BUYER:
@@ -110,22 +175,129 @@ def catalog_query(order: Order, settings: ChannelSettings) -> CatalogQuery:
     return query
 
 
-def plan(order: Order, settings: ChannelSettings, catalog: Catalog) -> Plan:
-    """The documents `order` becomes under `settings`, given what the books hold (`catalog`)."""
-    reason = eligibility(order, settings)
+def plan(
+    order: Order,
+    settings: ChannelSettings,
+    catalog: Catalog,
+    *,
+    books: Sequence[PostedDoc] = (),
+    generation: int = 1,
+) -> Plan:
+    """The documents `order` becomes under `settings`, given what the books hold (`catalog`).
+
+    `books` are the order's documents already in the books (payments and credit applications there are kept,
+    and only what was captured since is paid anew); `generation` > 1 numbers the documents of a repost
+    ("1001-2"), since QuickBooks keeps the number of a voided document.
+    """
+    posted = bool(books)
+    refunds = settings.refunds
+    if posted and order.cancelled_at is not None and refunds.on_cancel is CancelMode.VOID:
+        return Plan(order=order, void_all="cancelled in the channel after it was posted")
+    if posted and refunds.mode is RefundMode.VOID and order.fully_refunded:
+        return Plan(order=order, void_all="refunded in full in the channel (refund setting: void)")
+    reason = eligibility(order, settings, posted=posted)
+    if reason is None and not posted and order.refunds:
+        if refunds.mode is RefundMode.VOID and order.fully_refunded:
+            reason = "refunded in full before it was synced (refund setting: void)"
+        elif not refunds.sync_original_first:
+            reason = "refunded before it was synced, and the settings say not to sync such orders"
     if reason is not None:
         return Plan(order=order, skipped=reason)
-    return _Planner(order, settings, catalog).build()
+    return _Planner(order, settings, catalog, books=books, generation=generation).build()
+
+
+def reconcile(
+    order: Order,
+    settings: ChannelSettings,
+    catalog: Catalog,
+    *,
+    books: Sequence[PostedDoc] = (),
+    generation: int = 1,
+) -> Plan:
+    """`plan`, plus the changes that take the books from what they hold (`books`) to the plan.
+
+    Under the update policy `update` a changed document is updated, a new one created, one the order no
+    longer has voided; `ignore` only creates what is new (a later payment, a refund); `void_and_repost`
+    voids every document once the sale changed and posts the order again under new numbers. A cancellation
+    or a full refund (as the refund settings say) voids everything, whatever the update policy.
+    """
+    result = plan(order, settings, catalog, books=books, generation=generation)
+    if result.skipped is not None:
+        return result
+    if result.void_all is not None:
+        result.changes = _voids(books)
+        return result
+    if not books:
+        result.changes = [Change(ChangeKind.CREATE, doc) for doc in result.documents]
+        return result
+    posted = {doc.role: doc for doc in books}
+    wanted = {doc.role: doc for doc in result.documents}
+    changed = [
+        role for role, doc in posted.items() if role not in wanted or not same_document(doc.document, wanted[role])
+    ]
+    policy = settings.update_policy
+    if policy is UpdatePolicy.VOID_AND_REPOST and changed:
+        fresh = plan(order, settings, catalog, generation=generation + 1)
+        fresh.changes = _voids(books) + [Change(ChangeKind.CREATE, doc) for doc in fresh.documents]
+        return fresh
+    changes: list[Change] = []
+    if policy is UpdatePolicy.UPDATE:
+        changes += _voids([posted[role] for role in changed if role not in wanted])
+        updates = [wanted[role] for role in changed if role in wanted]
+        # A payment that shrinks goes first (an invoice cannot fall below what is applied to it); the sale
+        # next, so that a payment growing with it fits.
+        updates.sort(
+            key=lambda doc: (
+                0 if doc.kind is DocumentKind.PAYMENT and doc.total < posted[doc.role].document.total else 1,
+                _VOID_RANK.get(doc.kind, 9) * -1,
+            )
+        )
+        changes += [Change(ChangeKind.UPDATE, doc) for doc in updates]
+    changes += [Change(ChangeKind.CREATE, doc) for doc in result.documents if doc.role not in posted]
+    result.changes = changes
+    return result
+
+
+def _voids(books: Sequence[PostedDoc]) -> list[Change]:
+    ordered = sorted(books, key=lambda doc: _VOID_RANK.get(doc.kind, 9))
+    return [Change(ChangeKind.VOID, doc.document) for doc in ordered]
+
+
+def same_document(a: Document, b: Document) -> bool:
+    """The two documents say the same in the books: references compared by id, the marker ignored."""
+    same: bool = _comparable(a.model_dump(exclude={"marker"})) == _comparable(b.model_dump(exclude={"marker"}))
+    return same
+
+
+def _comparable(value: Any) -> Any:
+    if isinstance(value, dict):
+        if set(value) == {"key", "name", "id"}:
+            # A reference: how it was matched (its key) and the name it was shown under do not matter.
+            return ("ref", value["id"]) if value["id"] is not None else ("name", value["name"])
+        return {key: _comparable(item) for key, item in value.items()}
+    if isinstance(value, list | tuple):
+        return [_comparable(item) for item in value]
+    return value
 
 
 class _Planner:
     """One planning pass; collects needs while it builds the documents."""
 
-    def __init__(self, order: Order, settings: ChannelSettings, catalog: Catalog) -> None:
+    def __init__(
+        self,
+        order: Order,
+        settings: ChannelSettings,
+        catalog: Catalog,
+        *,
+        books: Sequence[PostedDoc] = (),
+        generation: int = 1,
+    ) -> None:
         self.order = order
         self.settings = settings
         self.catalog = catalog
         self.books = catalog.company.books
+        self.posted = {doc.role: doc.document for doc in books}
+        self.generation = generation
         self.needs = MasterData()
 
     def fail(self, message: str, field: str) -> MappingError:
@@ -160,7 +332,7 @@ class _Planner:
         lines = self.sale_lines()
         tax_total = self.tax(lines)
         documents = self.documents(customer, lines, tax_total)
-        return Plan(order=order, documents=documents, needs=self.needs)
+        return Plan(order=order, documents=documents, needs=self.needs, generation=self.generation)
 
     # -- master data -------------------------------------------------------------------------------------
 
@@ -360,9 +532,10 @@ class _Planner:
             )
         return lines
 
-    def tax(self, lines: list[DocLine]) -> Decimal | None:
-        """Pin the channel's tax total on the document, or add it as a line; returns the pinned total."""
-        tax = self.order.totals.tax
+    def tax(self, lines: list[DocLine], amount: Decimal | None = None) -> Decimal | None:
+        """Pin the tax total (the channel's, or `amount`) on the document, or add it as a line; returns the
+        pinned total."""
+        tax = self.order.totals.tax if amount is None else amount
         if self.settings.tax.mode is TaxMode.LINE_ITEM:
             if tax:
                 lines.append(
@@ -389,7 +562,9 @@ class _Planner:
     # -- documents --------------------------------------------------------------------------------------
 
     def doc_number(self, suffix: str = "") -> str:
-        number = f"{self.settings.doc_number_prefix}{self.order.number}{suffix}"
+        """Prefix + channel number (+ "-2" for a repost's generation) + `suffix` ("-R1", "-SO")."""
+        repost = f"-{self.generation}" if self.generation > 1 else ""
+        number = f"{self.settings.doc_number_prefix}{self.order.number}{repost}{suffix}"
         if len(number) > MAX_DOC_NUMBER:
             raise self.config(
                 f"document number {number!r} is longer than QuickBooks' {MAX_DOC_NUMBER} characters; "
@@ -427,6 +602,7 @@ class _Planner:
                     **sale,
                 )
             )
+            docs += self.refund_documents(base, docs[0], open_balance=ZERO)
             return docs
         sales_order_kind = DocumentKind.SALES_ORDER if self.books == "qbd" else DocumentKind.ESTIMATE
         if ttype in {TransactionType.SALES_ORDER, TransactionType.SALES_ORDER_INVOICE_PAYMENT}:
@@ -446,22 +622,246 @@ class _Planner:
                 **sale,
             )
         )
-        paid = order.paid_amount
-        if paid > ZERO:
+        invoice = docs[-1]
+        payments, paid = self.payments(base, invoice)
+        docs += payments
+        docs += self.refund_documents(base, invoice, open_balance=invoice.total - paid)
+        return docs
+
+    # -- payments ---------------------------------------------------------------------------------------
+
+    def payments(self, base: dict[str, Any], invoice: Document) -> tuple[list[Document], Decimal]:
+        """The invoice's payments: those in the books kept, a new one for what was captured since.
+
+        Returns the payments and what they add up to (never more than the invoice total)."""
+        target = min(self.order.paid_amount, invoice.total)
+        posted = sorted(
+            (doc for role, doc in self.posted.items() if _payment_index(role)),
+            key=lambda doc: _payment_index(doc.role),
+        )
+        docs: list[Document] = []
+        left = target
+        for doc in posted:
+            # Less was paid than the books show (the order was edited down): the latest payments shrink.
+            amount = min(doc.total, left)
+            left -= amount
+            if amount == doc.total:
+                docs.append(doc)
+            elif amount > ZERO:
+                docs.append(
+                    doc.model_copy(
+                        update={
+                            "total": amount,
+                            "links": (Link(role="invoice", kind=DocumentKind.INVOICE, amount=amount),),
+                        }
+                    )
+                )
+        if left > ZERO:
+            number = max((_payment_index(doc.role) for doc in posted), default=0) + 1
+            role = PAYMENT_ROLE if number == 1 else f"{PAYMENT_ROLE}-{number}"
+            later = {"txn_date": self.order.updated_at.date()} if posted else {}
             docs.append(
                 Document(
-                    role="payment",
-                    kind=DocumentKind.PAYMENT,
-                    doc_number=self.doc_number(),
-                    total=paid,
-                    deposit_account=self.deposit(),
-                    ar_account=self.receivables(),
-                    payment_method=self.payment_method(),
-                    links=(Link(role="invoice", kind=DocumentKind.INVOICE, amount=paid),),
-                    **base,
+                    **{
+                        **base,
+                        **later,
+                        "role": role,
+                        "kind": DocumentKind.PAYMENT,
+                        "doc_number": self.doc_number(),
+                        "total": left,
+                        "deposit_account": self.deposit(),
+                        "ar_account": self.receivables(),
+                        "payment_method": self.payment_method(),
+                        "links": (Link(role="invoice", kind=DocumentKind.INVOICE, amount=left),),
+                    }
                 )
             )
+        return docs, target
+
+    # -- refunds ----------------------------------------------------------------------------------------
+
+    def refund_kind(self) -> DocumentKind | None:
+        mode = self.settings.refunds.mode
+        if mode is RefundMode.VOID:
+            return None
+        if mode is RefundMode.AUTO:
+            receivables = self.settings.transaction_type.uses_receivables
+            return DocumentKind.CREDIT_MEMO if receivables else DocumentKind.REFUND_RECEIPT
+        return DocumentKind.CREDIT_MEMO if mode is RefundMode.CREDIT_MEMO else DocumentKind.REFUND_RECEIPT
+
+    def refund_documents(self, base: dict[str, Any], sale: Document, *, open_balance: Decimal) -> list[Document]:
+        """One document per refund ("1001-R1", "1001-R2"…); a credit memo goes against the invoice's open
+        balance (a zero Payment applying it), and what the invoice no longer owes stays as the buyer's credit."""
+        kind = self.refund_kind()
+        if kind is None or sale.kind not in (DocumentKind.INVOICE, DocumentKind.SALES_RECEIPT):
+            return []
+        docs: list[Document] = []
+        for index, refund in enumerate(self.order.refunds, start=1):
+            if refund.value == ZERO and refund.amount == ZERO:
+                continue  # a restock without money or lines given back: nothing for the books
+            doc = self.refund_document(base, sale, refund, index, kind)
+            docs.append(doc)
+            if kind is not DocumentKind.CREDIT_MEMO or sale.kind is not DocumentKind.INVOICE:
+                continue
+            role = f"{APPLY_ROLE}{refund.refund_id}"
+            if role in self.posted:
+                applied = self.posted[role].links[0].amount or ZERO
+                docs.append(self.posted[role])
+            else:
+                applied = min(max(open_balance, ZERO), doc.total)
+                if applied > ZERO:
+                    docs.append(
+                        Document(
+                            **{
+                                **base,
+                                "txn_date": doc.txn_date,
+                                "role": role,
+                                "kind": DocumentKind.PAYMENT,
+                                "doc_number": doc.doc_number,
+                                "memo": f"{base['memo']}: credit memo {doc.doc_number} applied to invoice "
+                                f"{sale.doc_number}",
+                                "total": ZERO,
+                                "ar_account": self.receivables(),
+                                "links": (
+                                    Link(role=sale.role, kind=DocumentKind.INVOICE, amount=applied),
+                                    Link(role=doc.role, kind=DocumentKind.CREDIT_MEMO, amount=applied),
+                                ),
+                            }
+                        )
+                    )
+            open_balance -= applied
         return docs
+
+    def refund_document(
+        self, base: dict[str, Any], sale: Document, refund: Refund, index: int, kind: DocumentKind
+    ) -> Document:
+        order, settings = self.order, self.settings
+        where = f"refunds[{index - 1}]"
+        lines: list[DocLine] = []
+        discount = ZERO
+        by_id = {line.line_id: position for position, line in enumerate(order.lines)}
+        for number, refunded in enumerate(refund.lines):
+            position = by_id.get(refunded.line_id)
+            if position is None:
+                raise self.fail(
+                    f"the refund returns line {refunded.line_id}, which the order does not have",
+                    f"{where}.lines[{number}].line_id",
+                )
+            line = order.lines[position]
+            item = self.product_item(position)
+            if not self.restocks(refunded.restock) and self.is_inventory(item):
+                item = self.service_item(settings.refunds.no_restock_item_name)
+            gross = total([refunded.quantity * line.unit_price])
+            if refunded.subtotal <= gross:
+                amount, quantity, price = gross, refunded.quantity, line.unit_price
+                discount += gross - refunded.subtotal
+            else:  # more came back than the list price: no unit price that multiplies out
+                amount, quantity, price = refunded.subtotal, refunded.quantity, None
+            lines.append(
+                DocLine(
+                    kind=LineKind.ITEM,
+                    item=item,
+                    description=f"Refund: {line.name}",
+                    quantity=quantity,
+                    unit_price=price,
+                    amount=amount,
+                    taxable=refunded.tax > 0,
+                )
+            )
+        discount = total([discount])
+        if discount:
+            lines.append(
+                DocLine(
+                    kind=LineKind.DISCOUNT,
+                    amount=discount,
+                    description="Discount on the refunded lines",
+                    account=self.account(
+                        settings.accounts.item_discount,
+                        "accounts.item_discount",
+                        "refunded lines carry discounts; discounts post to the Item Discount account",
+                    ),
+                    item=self.service_item(settings.discount_item_name) if self.books == "qbd" else None,
+                )
+            )
+        if refund.shipping:
+            # Shopify reports refunded shipping with its tax in one amount: it is refunded as shipping.
+            lines.append(
+                DocLine(
+                    kind=LineKind.SHIPPING,
+                    item=self.shipping_item(),
+                    description="Refunded shipping",
+                    quantity=Decimal(1),
+                    unit_price=refund.shipping,
+                    amount=refund.shipping,
+                )
+            )
+        value = refund.value
+        # The money that went back is the truth when it differs from what the refund itemises.
+        adjust = total([refund.amount - value]) if refund.amount > ZERO else ZERO
+        for amount, text in ((refund.adjustments, "Refund adjustment"), (adjust, "Refund difference")):
+            if amount:
+                lines.append(
+                    DocLine(
+                        kind=LineKind.ADJUSTMENT,
+                        item=self.service_item(settings.adjust_item_name),
+                        description=text,
+                        quantity=Decimal(1),
+                        unit_price=amount,
+                        amount=amount,
+                    )
+                )
+        tax_total = self.tax(lines, total(line.tax for line in refund.lines))
+        expected = total([value + adjust])
+        computed = total([*(line.signed_amount for line in lines), tax_total or ZERO])
+        if computed != expected:
+            raise self.fail(
+                f"refund {index} adds up to {computed} but the channel refunded {expected}", f"{where}.amount"
+            )
+        if expected < ZERO:
+            raise self.fail(f"refund {index} is negative ({expected})", f"{where}.amount")
+        extra: dict[str, Any] = {}
+        if kind is DocumentKind.CREDIT_MEMO:
+            extra["ar_account"] = self.receivables()
+        else:
+            extra["deposit_account"] = self.refund_from()
+            extra["payment_method"] = self.payment_method()
+        when = refund.created_at.date() if refund.created_at is not None else base["txn_date"]
+        note = f": {refund.note}" if refund.note else ""
+        return Document(
+            **{
+                **base,
+                **extra,
+                "role": f"{REFUND_ROLE}{refund.refund_id}",
+                "kind": kind,
+                "doc_number": self.doc_number(f"-R{index}"),
+                "txn_date": when,
+                "memo": f"{base['memo']}, refund {index}{note}",
+                "lines": tuple(lines),
+                "tax_total": tax_total,
+                "total": expected,
+                "links": (Link(role=sale.role, kind=sale.kind),),
+            }
+        )
+
+    def restocks(self, channel_says: bool) -> bool:
+        mode = self.settings.refunds.restock
+        return channel_says if mode is RestockMode.FOLLOW_CHANNEL else mode is RestockMode.ALWAYS
+
+    def is_inventory(self, item: Ref) -> bool:
+        """Whether the item keeps stock in the books (a refund of it would put stock back on hand)."""
+        if item.id is None:
+            needed = self.needs.items.get(item.key)
+            return needed is not None and needed.type == "Inventory"
+        return any(
+            record.id == item.id and record.type == "Inventory"
+            for record in (*self.catalog.items_by_name.values(), *self.catalog.items_by_sku.values())
+        )
+
+    def shipping_item(self) -> Ref:
+        settings = self.settings
+        if settings.use_books_shipping_line and self.books == "qbo" and self.catalog.company.allow_shipping_line:
+            return Ref(key="shipping", name="Shipping", id=SHIPPING_ITEM_ID)
+        return self.service_item(settings.shipping_item_name)
 
     def balance(self, lines: list[DocLine], tax_total: Decimal | None) -> list[DocLine]:
         """Check the lines add up to the channel's total; adjust only if the settings allow it."""
@@ -502,9 +902,18 @@ class _Planner:
         return Ref(key=f"tax_code:{code}", name=code, id=known or code)
 
     def deposit(self) -> Ref:
+        """The deposit account of the payment's method or currency (Settings → Payments), else the default."""
+        names = [name for payment in self.order.payments for name in (payment.method, payment.gateway) if name]
+        mapped = self.settings.payments.deposit_for(names, self.order.currency)
         return self.account(
-            self.settings.accounts.deposit, "accounts.deposit", "sales receipts and payments deposit to it"
+            mapped or self.settings.accounts.deposit, "accounts.deposit", "sales receipts and payments deposit to it"
         )
+
+    def refund_from(self) -> Ref:
+        """Where refund receipts take the money back from: the refund account, else the deposit account."""
+        if self.settings.accounts.refund_from:
+            return self.account(self.settings.accounts.refund_from, "accounts.refund_from", "refunds are paid from it")
+        return self.deposit()
 
     def receivables(self) -> Ref:
         return self.account(
@@ -519,6 +928,14 @@ class _Planner:
                 if candidate and (pid := self.catalog.payment_methods.get(fold(candidate))):
                     return Ref(key=f"payment_method:{pid}", name=candidate, id=pid)
         return None
+
+
+def _payment_index(role: str) -> int:
+    """1 for "payment", n for "payment-n", 0 for any other role."""
+    if role == PAYMENT_ROLE:
+        return 1
+    head, _, number = role.partition("-")
+    return int(number) if head == PAYMENT_ROLE and number.isdigit() else 0
 
 
 def _buyer_name(order: Order) -> str:

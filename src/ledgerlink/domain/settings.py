@@ -11,7 +11,9 @@ from typing import Annotated, Any
 
 from pydantic import BaseModel, ConfigDict, Field, StringConstraints, model_validator
 
-SETTINGS_VERSION = 2
+from ledgerlink.domain.reverse import FromBooksSettings
+
+SETTINGS_VERSION = 3
 
 
 class _Section(BaseModel):
@@ -44,6 +46,30 @@ class UpdatePolicy(enum.StrEnum):
     IGNORE = "ignore"
     UPDATE = "update"
     VOID_AND_REPOST = "void_and_repost"
+
+
+class RefundMode(enum.StrEnum):
+    """What a refund of a posted order becomes in the books."""
+
+    AUTO = "auto"  # a credit memo for invoices, a refund receipt for sales receipts
+    CREDIT_MEMO = "credit_memo"
+    REFUND_RECEIPT = "refund_receipt"
+    VOID = "void"  # void the order's documents once it is refunded in full; partial refunds are left alone
+
+
+class CancelMode(enum.StrEnum):
+    """What a cancellation of a posted order does."""
+
+    VOID = "void"  # void the sale, its payments and refunds
+    REFUND = "refund"  # post the cancellation's refunds like any other refund
+
+
+class RestockMode(enum.StrEnum):
+    """Whether refunded inventory goes back on hand in the books."""
+
+    FOLLOW_CHANNEL = "follow_channel"
+    ALWAYS = "always"
+    NEVER = "never"
 
 
 class ScheduleKind(enum.StrEnum):
@@ -116,6 +142,42 @@ class AccountMapping(_Section):
     item_discount: AccountId | None = None
     accounts_receivable: AccountId | None = None
     deposit: AccountId | None = None
+    # Where refund receipts take the money back from (a Bank or Other Current Asset account); the deposit
+    # account when not chosen, since that is where the sale's money went.
+    refund_from: AccountId | None = None
+
+
+class PaymentSettings(_Section):
+    """Where payments and sales receipts deposit, and how payment methods are matched in the books."""
+
+    # Gateway or payment method (as the channel names it, e.g. "shopify_payments", "Visa") → account id.
+    deposit_by_method: dict[str, AccountId] = Field(default_factory=dict)
+    # Currency code → account id (used when no method mapping matches).
+    deposit_by_currency: dict[str, AccountId] = Field(default_factory=dict)
+    # Create a payment method in the books when none matches the channel's by name.
+    create_methods: bool = True
+
+    def deposit_for(self, names: list[str], currency: str) -> str | None:
+        """The mapped deposit account for the first of `names` that has one, else for the currency."""
+        by_method = {key.strip().casefold(): value for key, value in self.deposit_by_method.items()}
+        for name in names:
+            if name and (hit := by_method.get(name.strip().casefold())):
+                return hit
+        by_currency = {key.strip().upper(): value for key, value in self.deposit_by_currency.items()}
+        return by_currency.get(currency.strip().upper())
+
+
+class RefundSettings(_Section):
+    """How refunds and cancellations of posted orders reach the books."""
+
+    mode: RefundMode = RefundMode.AUTO
+    # A refund of an order that was never synced: post the original first, then the refund. Off: such orders
+    # are left out (the bookkeeper records them).
+    sync_original_first: bool = True
+    restock: RestockMode = RestockMode.FOLLOW_CHANNEL
+    # Refunded inventory that is not restocked posts against this service item, so stock is not put back.
+    no_restock_item_name: str = Field(default="Returns (not restocked)", min_length=1, max_length=100)
+    on_cancel: CancelMode = CancelMode.VOID
 
 
 class CustomerSettings(_Section):
@@ -190,6 +252,8 @@ class ChannelSettings(_Section):
     orders: OrderFilter = Field(default_factory=OrderFilter)
     schedule: Schedule = Field(default_factory=Schedule)
     update_policy: UpdatePolicy = UpdatePolicy.UPDATE
+    payments: PaymentSettings = Field(default_factory=PaymentSettings)
+    refunds: RefundSettings = Field(default_factory=RefundSettings)
     transaction_type: TransactionType = TransactionType.SALES_RECEIPT
     accounts: AccountMapping = Field(default_factory=AccountMapping)
     create_inventory_items: bool = False
@@ -204,6 +268,8 @@ class ChannelSettings(_Section):
     class_id: str | None = None
     adjust_total: bool = False
     adjust_item_name: str = Field(default="Rounding adjustment", min_length=1, max_length=100)
+    # "Sync Orders from QuickBooks" (direction FROM_BOOKS): which sales go to ShipStation and how.
+    from_books: FromBooksSettings = Field(default_factory=FromBooksSettings)
 
     @model_validator(mode="before")
     @classmethod
@@ -218,6 +284,9 @@ class ChannelSettings(_Section):
             items = data.get("items")
             if isinstance(items, dict):
                 data["items"] = {k: v for k, v in items.items() if k != "no_sku_item_name"}
+        if data.get("version", 1) < 3:
+            # v3: payments (deposit by method/currency), refunds and accounts.refund_from came; all have defaults.
+            data = {**data, "version": 3}
         return data
 
     @model_validator(mode="after")

@@ -1,145 +1,203 @@
 """`make bench`: figures, never assertions.
 
-Now: `plan()` throughput on one core, and a backfill into the QuickBooks Online sandbox with Intuit's
-documented limits enforced (time-scaled so it runs in seconds; reported in real-limit terms). The scale-out
-benchmark (naive client, many companies, webhook lag) comes with the Celery work.
+Against the sandboxes with QuickBooks Online's documented limits enforced in scaled time (and Shopify's, on
+the same clock), reported in real-limit terms (wall time × scale). The sandboxes run in a child process
+(`bench_host`), so the engine's CPU and memory are its own. Parts:
+
+  * plan(): orders planned per second on one core;
+  * backfill of 10,000 orders into one company, with the ceiling the limits allow and a profile
+    (`bench_backfill`), then the same with the engine prototype (page pipeline, known lookups);
+  * the naive python-quickbooks client on a smaller sample (`bench_naive`) and the speed-up;
+  * many companies through Celery workers on PostgreSQL and Redis (`bench_fleet`);
+  * steady state: orders arriving at a fixed rate, lag to posting (`bench_steady`);
+  * CPU: the engine's pull and plan stages over many stored orders, memory sampled (`bench_cpu`).
+
+Caveat of time scaling: the limits run S times faster, the CPU does not, so each CPU second on the critical
+path counts as S seconds in the real-limit figures (they are conservative; see docs/performance.md).
 """
 
 from __future__ import annotations
 
 import json
-import resource
-import tempfile
+import os
+import platform
 import time
+from collections.abc import Callable
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from rich.console import Console
 from rich.table import Table
 
-from ledgerlink.bootstrap import bootstrap
-from ledgerlink.config import Settings
-from ledgerlink.domain.catalog import Account, Catalog, CompanyFacts
-from ledgerlink.domain.plan import plan
-from ledgerlink.domain.settings import AccountMapping, ChannelSettings
-from ledgerlink.sandbox.demo import setup_demo_company
-from ledgerlink.sandbox.qbo import QboLimits, QboSandbox
-from ledgerlink.sandbox.server import serve
-from ledgerlink.sandbox.shopify import ShopifySandbox, generate_orders
+from ledgerlink.sandbox.bench_backfill import bench_backfill
+from ledgerlink.sandbox.bench_cpu import bench_pass, bench_plan
+from ledgerlink.sandbox.bench_fleet import bench_fleet
+from ledgerlink.sandbox.bench_naive import bench_naive
+from ledgerlink.sandbox.bench_steady import bench_steady
 
-TIME_SCALE = 30.0
-BACKFILL_ORDERS = 3000
-PLAN_ORDERS = 5000
+LATENCY_MS = 200.0  # real QBO answers in hundreds of milliseconds; see bench_host.HostSpec.latency_ms
 
 
-def bench_plan() -> dict[str, float]:
-    """Orders planned per second on one core (no I/O; master data already matched)."""
-    from ledgerlink.channels.shopify import parse_order
+@dataclass(frozen=True, slots=True)
+class Sizes:
+    """How big each part runs, and at which time scale."""
 
-    orders = [parse_order(raw) for raw in generate_orders(PLAN_ORDERS, seed=3)]
-    accounts = {a: Account(id=a, name=a, type="Income") for a in ("INC", "DISC", "DEP", "AR")}
-    settings = ChannelSettings(
-        accounts=AccountMapping(item_income="INC", item_discount="DISC", deposit="DEP", accounts_receivable="AR"),
-        orders={"financial_statuses": []},
-    )
-    catalog = Catalog(company=CompanyFacts(), accounts=accounts)
-    started = time.perf_counter()
-    planned = 0
-    for order in orders:
-        try:
-            plan(order, settings, catalog)
-            planned += 1
-        except Exception:  # noqa: S112 - a benchmark counts what plans; errors are not its business
-            continue
-    elapsed = time.perf_counter() - started
-    return {"orders": planned, "seconds": round(elapsed, 3), "orders_per_second": round(planned / elapsed, 1)}
+    plan_orders: int = 5000
+    backfill_orders: int = 10_000
+    backfill_scale: float = 10.0
+    prototype: bool = True
+    naive_orders: int = 300
+    naive_scale: float = 10.0
+    fleet_companies: int = 100
+    fleet_orders: int = 30
+    fleet_workers: int = 4
+    fleet_scale: float = 10.0
+    steady_per_minute: float = 60.0
+    steady_minutes: float = 3.0
+    steady_scale: float = 10.0
+    pass_orders: int = 10_000
 
 
-def bench_backfill(orders: int = BACKFILL_ORDERS) -> dict[str, Any]:
-    """A backfill of `orders` into one company under Intuit's limits (time-scaled)."""
-    limits = QboLimits(time_scale=TIME_SCALE)
-    qbo = QboSandbox(limits=limits)
-    shop = ShopifySandbox(time_scale=TIME_SCALE * 10)
-    shop.add_orders(generate_orders(orders, seed=5))
-    with tempfile.TemporaryDirectory() as tmp, serve(qbo.app) as qbo_server, serve(shop.app) as shop_server:
-        settings = Settings(data_dir=Path(tmp), database_url=f"sqlite:///{tmp}/bench.db")
-        # The client paces itself in the same scaled time as the sandbox enforces.
-        app = bootstrap(settings, throttle_wait=60.0 / TIME_SCALE, requests_per_minute=500, batches_per_minute=40)
-        channel_id = setup_demo_company(app, qbo, qbo_server.base_url, shop, shop_server.base_url)
-        _scale_pacing(app, TIME_SCALE)
-        started = time.perf_counter()
-        report = app.engine().run(channel_id)
-        wall = time.perf_counter() - started
-        app.db.dispose()
-    posted_orders = report.counts.get("orders_planned", 0)
-    real_minutes = wall * TIME_SCALE / 60.0
-    stats = qbo.stats
-    # Ceiling: 40 batch requests a minute of 30 operations; each order here is one document.
-    ceiling = 40 * 30
-    rate = posted_orders / real_minutes if real_minutes else 0.0
+FULL = Sizes()
+QUICK = Sizes(
+    plan_orders=200,
+    backfill_orders=150,
+    backfill_scale=30.0,
+    naive_orders=20,
+    naive_scale=30.0,
+    fleet_companies=2,
+    fleet_orders=5,
+    fleet_workers=2,
+    fleet_scale=30.0,
+    steady_per_minute=60.0,
+    steady_minutes=0.25,
+    steady_scale=30.0,
+    pass_orders=300,
+)
+
+
+def machine() -> dict[str, Any]:
+    """Where the figures came from: cores, memory, Python, and the load when the run started."""
+    try:
+        with open("/proc/loadavg") as load:
+            loadavg = " ".join(load.read().split()[:3])
+    except OSError:
+        loadavg = ""
+    try:
+        with open("/proc/meminfo") as meminfo:
+            total_kb = int(meminfo.readline().split()[1])
+    except (OSError, IndexError, ValueError):
+        total_kb = 0
     return {
-        "orders": orders,
-        "orders_posted": posted_orders,
-        "wall_seconds": round(wall, 2),
-        "time_scale": TIME_SCALE,
-        "real_minutes": round(real_minutes, 2),
-        "orders_per_minute": round(rate, 1),
-        "ceiling_orders_per_minute": ceiling,
-        "ratio_to_ceiling": round(rate / ceiling, 3),
-        "requests_per_order": round(stats.requests / max(posted_orders, 1), 3),
-        "batches": stats.batches,
-        "throttled_429": stats.throttled,
-        "peak_rss_mb": round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, 1),
-        "error": report.error,
+        "nproc": os.cpu_count(),
+        "memory_gb": round(total_kb / 1_048_576, 1),
+        "python": platform.python_version(),
+        "loadavg_at_start": loadavg,
     }
 
 
-def _scale_pacing(app: Any, scale: float) -> None:
-    """Make the books adapter's pacer count in the sandbox's scaled minute."""
-    original = app.adapters.books
+def run_bench(console: Console, out: Path = Path("build/bench.json"), *, quick: bool = False) -> None:
+    """Run the benchmarks, print a table and write build/bench.json (`quick`: toy sizes, for the smoke test)."""
+    sizes = QUICK if quick else FULL
+    results: dict[str, Any] = {"quick": quick, "machine": machine()}
+    started = time.perf_counter()
 
-    def books(conn: Any) -> Any:
-        from ledgerlink.books.qbo import WindowPacer
+    def step(label: str, action: Callable[[], Any]) -> Any:
+        console.print(f"{label} …")
+        mark = time.perf_counter()
+        found = action()
+        console.print(f"  done in {time.perf_counter() - mark:.1f} s")
+        return found
 
-        adapter = original(conn)
-        config = adapter.config
-        adapter.client.pacer = WindowPacer(
-            requests_per_minute=config.requests_per_minute,
-            requests_per_second=config.requests_per_second,
-            batches_per_minute=config.batches_per_minute,
-            minute=60.0 / scale,
+    results["plan"] = step(f"plan(): {sizes.plan_orders} orders on one core", lambda: bench_plan(sizes.plan_orders))
+    results["backfill"] = step(
+        f"backfill: {sizes.backfill_orders} orders into one company, limits ×{sizes.backfill_scale:g}",
+        lambda: bench_backfill(sizes.backfill_orders, sizes.backfill_scale, latency_ms=LATENCY_MS),
+    )
+    if sizes.prototype:
+        results["backfill_prototype"] = step(
+            "backfill again with the engine prototype (page pipeline, known lookups)",
+            lambda: bench_backfill(sizes.backfill_orders, sizes.backfill_scale, pipelined=True, latency_ms=LATENCY_MS),
         )
-        return adapter
+    results["naive"] = step(
+        f"naive python-quickbooks client: {sizes.naive_orders} orders, limits ×{sizes.naive_scale:g}",
+        lambda: bench_naive(sizes.naive_orders, sizes.naive_scale, latency_ms=LATENCY_MS),
+    )
+    naive_rate = results["naive"]["orders_per_minute"]
+    results["speedup_vs_naive"] = (
+        round(results["backfill"]["orders_per_minute"] / naive_rate, 1) if naive_rate else None
+    )
+    results["fleet"] = step(
+        f"fleet: {sizes.fleet_companies} companies × {sizes.fleet_orders} orders, {sizes.fleet_workers} Celery workers",
+        lambda: bench_fleet(sizes.fleet_companies, sizes.fleet_orders, sizes.fleet_workers, sizes.fleet_scale),
+    )
+    results["lag_ms"] = step(
+        f"steady state: {sizes.steady_per_minute:g} orders a minute for {sizes.steady_minutes:g} minutes",
+        lambda: bench_steady(sizes.steady_per_minute, sizes.steady_minutes, sizes.steady_scale, latency_ms=LATENCY_MS),
+    )
+    results["cpu_pass"] = step(
+        f"CPU: pull + plan stages over {sizes.pass_orders} orders in SQLite", lambda: bench_pass(sizes.pass_orders)
+    )
+    results["machine"]["loadavg_at_end"] = machine()["loadavg_at_start"]
+    results["bench_seconds"] = round(time.perf_counter() - started, 1)
+    console.print(summary_table(results))
+    for part in ("backfill", "backfill_prototype"):
+        error = results.get(part, {}).get("error")
+        if error:
+            console.print(f"[red]{part} stopped: {error}[/red]")
+    out.parent.mkdir(parents=True, exist_ok=True)
+    out.write_text(json.dumps(results, indent=2) + "\n")
+    console.print(f"written to {out}")
 
-    app.adapters.books = books
 
-
-def run_bench(console: Console, out: Path = Path("build/bench.json")) -> None:
-    """Run the benchmarks, print a table and write build/bench.json."""
-    console.print("plan(): planning generated orders on one core …")
-    planned = bench_plan()
-    console.print(f"backfill: {BACKFILL_ORDERS} orders into one company, limits time-scaled ×{TIME_SCALE:g} …")
-    backfill = bench_backfill()
+def summary_table(results: dict[str, Any]) -> Table:
+    """The short table `make bench` prints."""
     table = Table(title="ledgerlink benchmark (figures in real-limit terms)")
     table.add_column("figure")
     table.add_column("value", justify="right")
-    table.add_row("plan(): orders per second, one core", f"{planned['orders_per_second']:,}")
-    for key in (
-        "orders_posted",
-        "orders_per_minute",
-        "ceiling_orders_per_minute",
-        "ratio_to_ceiling",
-        "requests_per_order",
-        "batches",
-        "throttled_429",
-        "peak_rss_mb",
-        "wall_seconds",
-        "real_minutes",
-    ):
-        table.add_row(f"backfill: {key.replace('_', ' ')}", str(backfill[key]))
-    console.print(table)
-    if backfill["error"]:
-        console.print(f"[red]backfill stopped: {backfill['error']}[/red]")
-    out.parent.mkdir(parents=True, exist_ok=True)
-    out.write_text(json.dumps({"plan": planned, "backfill": backfill}, indent=2) + "\n")
-    console.print(f"written to {out}")
+    backfill = results["backfill"]
+    rows: list[tuple[str, Any]] = [
+        ("plan(): orders per second, one core", results["plan"]["orders_per_second"]),
+        ("backfill: orders (posted)", f"{backfill['orders']} ({backfill['orders_posted']})"),
+        ("backfill: real minutes", backfill["real_minutes"]),
+        ("backfill: orders per minute", backfill["orders_per_minute"]),
+        ("backfill: ceiling, orders per minute", backfill["ceiling_orders_per_minute"]),
+        ("backfill: ratio to ceiling", backfill["ratio_to_ceiling"]),
+        (
+            "backfill: HTTP requests / QBO operations per order",
+            f"{backfill['requests_per_order']} / {backfill['operations_per_order']}",
+        ),
+        ("backfill: 429s", backfill["throttled_429"]),
+        ("backfill: RSS start / peak / end MB", _rss(backfill["memory"])),
+    ]
+    proto = results.get("backfill_prototype")
+    if proto:
+        rows += [
+            ("prototype: orders per minute", proto["orders_per_minute"]),
+            ("prototype: ratio to ceiling", proto["ratio_to_ceiling"]),
+        ]
+    naive, fleet, lag, cpu = results["naive"], results["fleet"], results["lag_ms"], results["cpu_pass"]
+    rows += [
+        ("naive client: orders per minute", naive["orders_per_minute"]),
+        ("speed-up vs naive", results["speedup_vs_naive"]),
+        (f"fleet: {fleet['companies']} companies, orders per minute", fleet["orders_per_minute"]),
+        (
+            "fleet: completion min / median / max (min)",
+            "{min} / {median} / {max}".format(**fleet["completion_minutes"]),
+        ),
+        ("fleet: Jain's index (throughput)", fleet["jain_index_throughput"]),
+        ("lag p50 / p95 / p99 (ms)", f"{lag['p50']} / {lag['p95']} / {lag['p99']}"),
+        (
+            f"CPU: pull, plan orders per second ({cpu['orders']} orders)",
+            f"{cpu['pull_orders_per_second']}, {cpu['plan_orders_per_second']}",
+        ),
+        ("CPU: RSS start / peak / end MB", _rss(cpu["memory"])),
+    ]
+    for name, value in rows:
+        table.add_row(name, str(value))
+    return table
+
+
+def _rss(memory: dict[str, Any]) -> str:
+    return f"{memory['start_mb']} / {memory['peak_mb']} / {memory['end_mb']}"

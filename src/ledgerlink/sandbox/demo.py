@@ -234,6 +234,7 @@ def sandbox_settings(
         demo_shopify_url=shop_creds["base_url"],
         demo_shopify_shop=shop_creds["shop"],
         demo_shopify_token=shop_creds["access_token"],
+        demo_shopify_webhook_secret=shop_creds.get("webhook_secret", ""),
         **extra,
     )
 

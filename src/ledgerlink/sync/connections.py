@@ -93,6 +93,13 @@ class AdapterFactory:
         return channel
 
     def books(self, conn: Connection) -> Books:
+        if conn.kind == "qbd":
+            # Desktop is never called: the adapter reads what the Web Connector sessions recorded.
+            from ledgerlink.books.qbd import QbdBooks, QbdConfig
+            from ledgerlink.sync.qbwc import DbDesktopLedger
+
+            desktop: Books = QbdBooks(QbdConfig.model_validate(conn.config), DbDesktopLedger(self.db, conn.id))
+            return desktop
         if conn.kind != "qbo":
             raise LedgerlinkError(f"no books adapter for kind {conn.kind!r}")
         from ledgerlink.books.qbo import QboConfig, connect

@@ -29,12 +29,22 @@ from sqlalchemy.orm import Session, aliased
 from ledgerlink import metrics
 from ledgerlink.books.base import Books, Operation, PushRequest, PushResult, PushStatus
 from ledgerlink.channels.base import Channel, Cursor, Window
-from ledgerlink.domain.catalog import Catalog, CatalogQuery, MasterData
+from ledgerlink.domain.catalog import Catalog, CatalogQuery, MasterData, fold
 from ledgerlink.domain.documents import Document
 from ledgerlink.domain.errors import ConfigError, LedgerlinkError, MappingError, NeedsUserError
 from ledgerlink.domain.order import Order
-from ledgerlink.domain.plan import Plan, catalog_query, plan
-from ledgerlink.domain.settings import ChannelSettings, UpdatePolicy
+from ledgerlink.domain.plan import (
+    REFUND_ROLE,
+    SALE_ROLES,
+    ChangeKind,
+    Plan,
+    PostedDoc,
+    catalog_query,
+    plan,
+    reconcile,
+)
+from ledgerlink.domain.settings import ChannelSettings
+from ledgerlink.jsonwire import storable
 from ledgerlink.store.db import Database
 from ledgerlink.store.models import (
     Connection,
@@ -52,6 +62,9 @@ from ledgerlink.sync.keys import order_marker, posting_key
 from ledgerlink.sync.locks import LockTimeout, PushLease
 
 PLAN_CHUNK = 250
+STALE_OBJECT_CODE = "5010"
+# A document that keeps changing under us (5010 every time) fails after this many sends.
+MAX_STALE_ATTEMPTS = 5
 CLAIM_SIZE = 30
 OPEN_POSTING_STATES = (PostingState.PENDING, PostingState.SENDING, PostingState.POSTED, PostingState.FAILED)
 
@@ -259,9 +272,15 @@ class SyncEngine:
             order = channel.parse(raw)
         except MappingError as exc:
             error = exc
-        body = raw.get("order", raw) if isinstance(raw.get("order"), dict) else raw
-        channel_order_id = order.channel_order_id if order else str(body.get("id") or "")
-        number = order.number if order else str(body.get("order_number") or body.get("name") or channel_order_id)
+        # Kept as it came, but with lone surrogates (half an emoji) replaced: no database would store them.
+        body = storable(raw.get("order", raw) if isinstance(raw.get("order"), dict) else raw)
+        channel_order_id = order.channel_order_id if order else _short_text(body.get("id") or body.get("orderId"))
+        number = order.number if order else (error.order if error and error.order else "")
+        number = (
+            _short_text(number)
+            or _short_text(body.get("order_number") or body.get("orderNumber"))
+            or (channel_order_id)
+        )
         if not channel_order_id:
             # Without an id the order cannot be tracked; keep it in the event log so it is not lost.
             report.counts["orders_failed"] += 1
@@ -318,44 +337,27 @@ class SyncEngine:
             report.failures.append((number, error.field or "", error.detail))
 
     def _on_new_revision(self, session: Session, stored: StoredOrder) -> None:
-        """A changed order: unsent postings of the old revision are superseded; posted ones stay bound."""
+        """A changed order: unsent postings of the old revision are superseded and the new revision is the
+        target. What is in the books stays bound; planning compares the new revision with it and creates,
+        updates or voids documents as the update policy says (postings still being sent are waited for)."""
         postings = session.scalars(select(Posting).where(Posting.order_id == stored.id)).all()
         in_books = [p for p in postings if p.state in (PostingState.POSTED, PostingState.SENDING)]
-        unsent = [p for p in postings if p.state in (PostingState.PENDING, PostingState.FAILED)]
-        for posting in unsent:
-            posting.state = PostingState.SUPERSEDED
+        for posting in postings:
+            if posting.state in (PostingState.PENDING, PostingState.FAILED):
+                posting.state = PostingState.SUPERSEDED
+        stored.state, stored.detail, stored.error_field = OrderState.PENDING, "", ""
         if not in_books:
-            stored.state, stored.detail, stored.error_field = OrderState.PENDING, "", ""
             return
         settings = load_settings(session, stored.connection_id)
-        if unsent:
-            # Part of the order is in the books and part is not: planning the new revision from scratch
-            # would post the first part again, so a person decides.
-            stored.state, stored.error_field = OrderState.FAILED, "revision"
-            stored.detail = (
-                f"changed in the channel (revision {stored.revision}) after part of it was posted "
-                f"({', '.join(sorted(p.kind for p in in_books))}); the rest was not posted. Updating posted "
-                "documents is not supported yet: complete it in QuickBooks"
-            )
-            message = stored.detail
-        elif settings.update_policy is UpdatePolicy.IGNORE:
-            stored.state, stored.detail = OrderState.POSTED, "changed after posting; left as posted (ignore)"
-            message = "changed in the channel after it was posted; left as posted (update policy: ignore)"
-        else:
-            stored.state = OrderState.POSTED
-            stored.detail = f"changed in the channel after posting (revision {stored.revision})"
-            message = (
-                f"changed in the channel after it was posted (revision {stored.revision}); the posted documents "
-                "were left as they are: updating posted documents is not supported yet"
-            )
         session.add(
             Event(
                 company_id=stored.company_id,
                 connection_id=stored.connection_id,
                 order_id=stored.id,
-                level="warning",
+                level="info",
                 kind="changed_after_posting",
-                message=message,
+                message=f"changed in the channel after it was posted (revision {stored.revision}); the books "
+                f"follow as the update policy says ({settings.update_policy.value})",
             )
         )
 
@@ -405,7 +407,10 @@ class SyncEngine:
         for order in orders.values():
             wanted.merge(catalog_query(order, settings))
         catalog = books.catalog(wanted, catalog)
-        plans, errors = _plan_all(orders, settings, catalog)
+        catalog = self._ensure_payment_methods(books, settings, orders.values(), catalog)
+        with self.db.session() as session:
+            in_books = _books_state(session, list(orders))
+        plans, errors = _plan_all(orders, settings, catalog, in_books)
         needs = MasterData()
         for p in plans.values():
             needs.merge(p.needs)
@@ -417,7 +422,7 @@ class SyncEngine:
             )
             report.counts["items_created"] += len(needs.items) - sum(1 for k in need_errors if k in needs.items)
             waiting = {oid: orders[oid] for oid, p in plans.items() if p.needs}
-            replanned, more_errors = _plan_all(waiting, settings, catalog)
+            replanned, more_errors = _plan_all(waiting, settings, catalog, in_books)
             plans.update(replanned)
             errors.update(more_errors)
         with self.db.session() as session:
@@ -428,6 +433,10 @@ class SyncEngine:
                     continue
                 if _orders_with_live_postings(session, [stored.id]):
                     continue
+                # The books changed under us (another worker finished a posting): plan again next time. An
+                # order with nothing in the books needs no look: its postings' keys already keep it single.
+                if row.id in in_books and _books_state(session, [stored.id]).get(stored.id) != in_books[row.id]:
+                    continue
                 if row.id in errors:
                     exc = errors[row.id]
                     _fail_order(session, stored, exc.field or "", exc.detail, kind="plan_failed")
@@ -435,7 +444,12 @@ class SyncEngine:
                     report.failures.append((stored.number, exc.field or "", exc.detail))
                     continue
                 result = plans[row.id]
+                posted_before = bool(in_books.get(row.id, _BooksState()).docs)
                 if result.skipped is not None:
+                    if posted_before:
+                        # Out of the filter now, but in the books: left as posted.
+                        stored.state, stored.detail, stored.error_field = OrderState.POSTED, result.skipped, ""
+                        continue
                     stored.state, stored.detail, stored.error_field = OrderState.SKIPPED, result.skipped, ""
                     report.counts["orders_skipped"] += 1
                     report.skipped.append((stored.number, result.skipped))
@@ -450,8 +464,12 @@ class SyncEngine:
                     report.counts["orders_failed"] += 1
                     report.failures.append((stored.number, "master_data", message))
                     continue
-                created = self._write_postings(session, conn, stored, result.documents)
-                if result.order.refunds and created:
+                created = self._write_changes(session, conn, stored, result)
+                if (
+                    result.order.refunds
+                    and created
+                    and not any(d.role.startswith(REFUND_ROLE) for d in result.documents)
+                ):
                     refunded = sum((r.amount for r in result.order.refunds), Decimal(0))
                     session.add(
                         Event(
@@ -460,36 +478,97 @@ class SyncEngine:
                             order_id=stored.id,
                             level="warning",
                             kind="refund_not_posted",
-                            message=f"order {stored.number}: the sale is posted at its original total; its "
-                            f"refunds ({refunded}) are not posted yet — record them in QuickBooks",
+                            message=f"order {stored.number}: its refunds ({refunded}) are not posted (refund "
+                            f"setting: {settings.refunds.mode.value}) — record them in QuickBooks",
                         )
                     )
                     report.counts["refunds_not_posted"] += 1
                 report.counts["postings_planned"] += created
+                for change in result.changes:
+                    if change.operation is not ChangeKind.CREATE:
+                        report.counts[f"planned_{change.operation.value}"] += 1
                 if created:
                     report.counts["orders_planned"] += 1
-                stored.state, stored.detail, stored.error_field = OrderState.PLANNED, "", ""
+                    stored.state, stored.detail, stored.error_field = OrderState.PLANNED, "", ""
+                else:
+                    # Nothing to change: the books already say what the order says.
+                    stored.state, stored.detail, stored.error_field = OrderState.POSTED, "", ""
+                if result.void_all:
+                    session.add(
+                        Event(
+                            company_id=stored.company_id,
+                            connection_id=conn.id,
+                            order_id=stored.id,
+                            level="info",
+                            kind="order_voided",
+                            message=f"order {stored.number}: {result.void_all}; its documents are voided",
+                        )
+                    )
                 # Another worker may have posted some or all of these already: the postings decide the state.
                 session.flush()
                 _settle_order(session, stored.id)
         return catalog
 
-    def _write_postings(self, session: Session, conn: Connection, stored: StoredOrder, docs: list[Document]) -> int:
-        """One posting per document role of this revision; a role already live (posted, pending, …) is kept."""
+    def _ensure_payment_methods(
+        self, books: Books, settings: ChannelSettings, orders: Iterable[Order], catalog: Catalog
+    ) -> Catalog:
+        """Create the payment methods the orders name and the books lack (when the settings allow it)."""
+        ensure = getattr(books, "ensure_payment_methods", None)
+        if not settings.payments.create_methods or ensure is None:
+            return catalog
+        names = {
+            name
+            for order in orders
+            for payment in order.payments
+            if (name := (payment.method or payment.gateway).strip())
+            and not any(
+                fold(candidate) in catalog.payment_methods
+                for candidate in (payment.method, payment.gateway)
+                if candidate
+            )
+        }
+        if not names:
+            return catalog
+        grown: Catalog = ensure(sorted(names), catalog)
+        return grown
+
+    def _write_changes(self, session: Session, conn: Connection, stored: StoredOrder, result: Plan) -> int:
+        """One posting per change (role and operation) of this revision, each waiting for the one before it
+        (voids before reposts, the sale before its payments and refunds). A posting already open is kept."""
         if conn.books_id is None:
             raise LedgerlinkError(f"channel connection {conn.name!r} has no QuickBooks connection to post to")
         existing = session.scalars(
             select(Posting).where(Posting.order_id == stored.id, Posting.revision == stored.revision)
         ).all()
-        by_role: dict[str, Posting] = {p.role: p for p in existing if p.state in OPEN_POSTING_STATES}
-        replaced = Counter(p.role for p in existing if p.state == PostingState.SUPERSEDED)
+        open_ = {(p.role, p.operation): p for p in existing if p.state in OPEN_POSTING_STATES}
+        replaced = Counter((p.role, p.operation) for p in existing if p.state == PostingState.SUPERSEDED)
+        bindings = _bindings(session, stored.id)
+        previous: Posting | None = None
         created = 0
-        for doc in docs:
-            if doc.role in by_role:
+        for change in result.changes:
+            doc, operation = change.document, change.operation.value
+            found = open_.get((doc.role, operation))
+            if found is not None:
+                if found.state == PostingState.PENDING and previous is not None:
+                    found.depends_on_id = previous.id  # re-chained after a retry replaced the one before
+                previous = found
                 continue
-            key = posting_key(conn.id, stored.channel_order_id, doc.role, stored.revision, attempt=replaced[doc.role])
-            doc = doc.model_copy(update={"marker": order_marker(conn.id, stored.channel_order_id, doc.role)})
-            depends = next((by_role[link.role] for link in doc.links if link.role in by_role), None)
+            binding = bindings.get(doc.role)
+            if change.operation is ChangeKind.CREATE:
+                role = doc.role if result.generation == 1 else f"{doc.role}-g{result.generation}"
+                doc = doc.model_copy(update={"marker": order_marker(conn.id, stored.channel_order_id, role)})
+            elif binding is not None:
+                # The document keeps its marker and number in the books; an update carries them on.
+                bound = Document.model_validate(binding.document)
+                doc = doc.model_copy(update={"marker": bound.marker, "doc_number": bound.doc_number})
+            key = posting_key(
+                conn.id,
+                stored.channel_order_id,
+                doc.role,
+                stored.revision,
+                operation,
+                attempt=replaced[(doc.role, operation)],
+            )
             posting = Posting(
                 key=key,
                 company_id=stored.company_id,
@@ -498,15 +577,16 @@ class SyncEngine:
                 revision=stored.revision,
                 role=doc.role,
                 kind=doc.kind.value,
+                operation=operation,
                 doc_number=doc.doc_number,
                 document=doc.model_dump(mode="json"),
-                total=doc.total,
-                depends_on_id=depends.id if depends else None,
+                total=Decimal(0) if change.operation is ChangeKind.VOID else doc.total,
+                depends_on_id=previous.id if previous is not None else None,
                 state=PostingState.PENDING,
             )
             session.add(posting)
             session.flush()
-            by_role[doc.role] = posting
+            previous = posting
             created += 1
         return created
 
@@ -547,6 +627,9 @@ class SyncEngine:
         ready postings once more after letting the lease go: a posting planned after its last claim, by a
         worker that found the lease still taken, is then posted by it and never stranded.
         """
+        if books_conn.kind == "qbd":
+            # QuickBooks Desktop is pulled, never called: the Web Connector collects the pending postings.
+            return
         while True:
             try:
                 with PushLease(self.db, books_conn.id, sleep=self.sleep, wait=600.0 if wait else 0.0) as lease:
@@ -616,6 +699,11 @@ class SyncEngine:
                 )
             )
             linked = {p.id: _linked(session, p) for p in stuck}
+            for posting in [p for p in stuck if p.operation != Operation.CREATE.value]:
+                # An update or a void is sent again: repeating it changes nothing more.
+                posting.state, posting.claim_token = PostingState.PENDING, None
+                report.counts["recovered_resend"] += 1
+            stuck = [p for p in stuck if p.operation == Operation.CREATE.value]
         for posting in stuck:
             request = PushRequest(
                 key=posting.key, document=Document.model_validate(posting.document), linked=linked[posting.id]
@@ -670,15 +758,27 @@ class SyncEngine:
             )
         with self.db.session() as session:
             rows = session.scalars(select(Posting).where(Posting.claim_token == token).order_by(Posting.id)).all()
-            return [
-                (row.id, {"key": row.key, "document": row.document, "linked": _linked(session, row)}) for row in rows
-            ]
+            claimed: list[tuple[int, dict[str, Any]]] = []
+            for row in rows:
+                remote_id, sync_token = _target(session, row) if row.operation != "create" else (None, None)
+                payload = {
+                    "key": row.key,
+                    "document": row.document,
+                    "linked": _linked(session, row),
+                    "operation": row.operation,
+                    "remote_id": remote_id,
+                    "sync_token": sync_token,
+                }
+                claimed.append((row.id, payload))
+            return claimed
 
     def _request(self, posting_id: int, payload: dict[str, Any]) -> PushRequest:
         return PushRequest(
             key=payload["key"],
             document=Document.model_validate(payload["document"]),
-            operation=Operation.CREATE,
+            operation=Operation(payload.get("operation") or Operation.CREATE.value),
+            remote_id=payload.get("remote_id"),
+            sync_token=payload.get("sync_token"),
             linked=payload["linked"],
         )
 
@@ -708,6 +808,7 @@ class SyncEngine:
     ) -> None:
         by_key = {r.key: r for r in results}
         unknown: list[PushRequest] = []
+        stale: list[PushRequest] = []
         with self.db.session() as session:
             for request in requests:
                 row = session.scalars(select(Posting).where(Posting.key == request.key)).one()
@@ -725,12 +826,19 @@ class SyncEngine:
                         bound=result.bound_existing,
                         note=result.error,
                     )
+                    _rebind(session, row)
+                    if row.operation != Operation.CREATE.value:
+                        report.counts["updated" if row.operation == Operation.UPDATE.value else "voided"] += 1
                     report.counts["posted"] += 1
                     report.counts[f"posted_{row.kind}"] += 1
                     _observe_posted(session, row)
                     if result.bound_existing:
                         report.counts["bound_existing"] += 1
-                elif result.status is PushStatus.RETRY:
+                elif result.status is PushStatus.RETRY and not (
+                    result.code == STALE_OBJECT_CODE and row.attempts >= MAX_STALE_ATTEMPTS
+                ):
+                    if result.code == STALE_OBJECT_CODE and row.operation != Operation.CREATE.value:
+                        stale.append(request)
                     row.state, row.claim_token = PostingState.PENDING, None
                     row.not_before = self.clock() + timedelta(seconds=max(result.retry_after, 0.5))
                     row.error, row.error_code = result.error, result.code
@@ -743,12 +851,35 @@ class SyncEngine:
                     number = order.number if order else "?"
                     report.failures.append((number, row.kind, result.error))
                 _settle_order(session, row.order_id)
+        if stale:
+            self._refresh_tokens(books, stale, report)
         if unknown:
             report.counts["unknown_outcome"] += len(unknown)
             self._resolve_unknown(books, unknown, report)
 
+    def _refresh_tokens(self, books: Books, requests: Sequence[PushRequest], report: RunReport) -> None:
+        """A stale SyncToken (5010) on a void (or an update the books could not re-apply): look the document
+        up for its current token and store it on the role's binding, so the retry goes out with it."""
+        for request in requests:
+            found = books.find(request)
+            if found is None or not found.sync_token:
+                continue
+            with self.db.session() as session:
+                row = session.scalars(select(Posting).where(Posting.key == request.key)).one()
+                binding = _bindings(session, row.order_id).get(row.role)
+                if binding is not None and binding.remote_id == found.remote_id:
+                    binding.sync_token = found.sync_token
+                    row.not_before = None
+                    report.counts["sync_tokens_refreshed"] += 1
+
     def _resolve_unknown(self, books: Books, requests: Sequence[PushRequest], report: RunReport) -> None:
         for request in requests:
+            if request.operation is not Operation.CREATE:
+                # Sending an update or a void again is harmless (a stale token is re-read): no look-up needed.
+                with self.db.session() as session:
+                    row = session.scalars(select(Posting).where(Posting.key == request.key)).one()
+                    row.state, row.claim_token = PostingState.PENDING, None
+                continue
             found = books.find(request)
             with self.db.session() as session:
                 row = session.scalars(select(Posting).where(Posting.key == request.key)).one()
@@ -855,21 +986,82 @@ def retry_order(session: Session, order: StoredOrder) -> None:
 
 
 def _plan_all(
-    orders: dict[int, Order], settings: ChannelSettings, catalog: Catalog
+    orders: dict[int, Order],
+    settings: ChannelSettings,
+    catalog: Catalog,
+    in_books: dict[int, _BooksState] | None = None,
 ) -> tuple[dict[int, Plan], dict[int, MappingError]]:
+    """Plan each order against what the books hold of it (`in_books`, by order id; previews pass none)."""
     plans: dict[int, Plan] = {}
     errors: dict[int, MappingError] = {}
     for oid, order in orders.items():
+        state = (in_books or {}).get(oid, _BooksState())
         try:
-            plans[oid] = plan(order, settings, catalog)
+            if in_books is None:
+                plans[oid] = plan(order, settings, catalog)
+            else:
+                plans[oid] = reconcile(order, settings, catalog, books=state.docs, generation=state.generation)
         except MappingError as exc:
             errors[oid] = exc
     return plans, errors
 
 
+@dataclass(frozen=True, slots=True)
+class _BooksState:
+    """What the books hold of one order: its live documents (by role) and the numbering generation.
+
+    Two states are equal when the same postings are bound: planning checks nothing moved in between."""
+
+    docs: tuple[PostedDoc, ...] = field(default=(), compare=False)
+    bound: tuple[int, ...] = ()
+    generation: int = 1
+
+
+def _bindings(session: Session, order_id: int) -> dict[str, Posting]:
+    """The live binding of each role of an order: its newest posted create or update (not voided)."""
+    rows = session.scalars(
+        select(Posting)
+        .where(
+            Posting.order_id == order_id,
+            Posting.state == PostingState.POSTED,
+            Posting.operation != Operation.VOID.value,
+        )
+        .order_by(Posting.id)
+    )
+    return {row.role: row for row in rows}
+
+
+def _books_state(session: Session, order_ids: list[int]) -> dict[int, _BooksState]:
+    """The books state of each order (orders with nothing in the books are left out)."""
+    if not order_ids:
+        return {}
+    rows = session.scalars(
+        select(Posting)
+        .where(Posting.order_id.in_(order_ids), Posting.state == PostingState.POSTED)
+        .order_by(Posting.id)
+    ).all()
+    live: dict[int, dict[str, Posting]] = {}
+    reposts: dict[int, set[int]] = {}
+    for row in rows:
+        if row.operation == Operation.VOID.value:
+            if row.role in SALE_ROLES:
+                reposts.setdefault(row.order_id, set()).add(row.revision)
+            continue
+        live.setdefault(row.order_id, {})[row.role] = row
+    found: dict[int, _BooksState] = {}
+    for oid in set(live) | set(reposts):
+        bound = live.get(oid, {})
+        found[oid] = _BooksState(
+            docs=tuple(PostedDoc(role, Document.model_validate(p.document)) for role, p in bound.items()),
+            bound=tuple(sorted(p.id for p in bound.values())),
+            generation=1 + len(reposts.get(oid, set())),
+        )
+    return found
+
+
 def _orders_with_live_postings(session: Session, order_ids: list[int]) -> set[int]:
     """Orders not to plan now: their current revision has unfinished postings (pending, sending, failed), or
-    documents of an older revision are already in the books (changing those is an update, not a new post)."""
+    a posting of any revision is still on its way to the books (planning waits until the books settle)."""
     current = select(StoredOrder.revision).where(StoredOrder.id == Posting.order_id).scalar_subquery()
     unfinished = session.execute(
         select(Posting.order_id).where(
@@ -878,30 +1070,60 @@ def _orders_with_live_postings(session: Session, order_ids: list[int]) -> set[in
             Posting.state.in_((PostingState.PENDING, PostingState.SENDING, PostingState.FAILED)),
         )
     )
-    older_in_books = session.execute(
+    in_flight = session.execute(
         select(Posting.order_id).where(
             Posting.order_id.in_(order_ids),
-            Posting.revision < current,
-            Posting.state.in_((PostingState.POSTED, PostingState.SENDING)),
+            Posting.state.in_((PostingState.PENDING, PostingState.SENDING)),
         )
     )
-    return {r[0] for r in unfinished} | {r[0] for r in older_in_books}
+    return {r[0] for r in unfinished} | {r[0] for r in in_flight}
 
 
 def _linked(session: Session, posting: Posting) -> tuple[tuple[str, str], ...]:
-    """Remote ids of the documents this posting links to (same order, same revision), by role."""
+    """Remote ids of the documents this posting links to (the live binding of each role of the order)."""
     roles = [link["role"] for link in posting.document.get("links", [])]
     if not roles:
         return ()
     rows = session.execute(
-        select(Posting.role, Posting.remote_id).where(
+        select(Posting.role, Posting.remote_id)
+        .where(
             Posting.order_id == posting.order_id,
-            Posting.revision == posting.revision,
             Posting.role.in_(roles),
             Posting.state == PostingState.POSTED,
+            Posting.operation != Operation.VOID.value,
         )
+        .order_by(Posting.id)
     )
-    return tuple((role, remote) for role, remote in rows if remote)
+    found = {role: remote for role, remote in rows if remote}
+    return tuple(found.items())
+
+
+def _target(session: Session, posting: Posting) -> tuple[str | None, str | None]:
+    """For an update or a void: the remote id and sync token of the document it changes."""
+    binding = _bindings(session, posting.order_id).get(posting.role)
+    if binding is None or binding.id == posting.id:
+        return None, None
+    return binding.remote_id, binding.sync_token
+
+
+def _rebind(session: Session, row: Posting) -> None:
+    """After an update or a void is in the books: the role's older bindings are history."""
+    if row.operation == Operation.CREATE.value:
+        return
+    state = PostingState.VOIDED if row.operation == Operation.VOID.value else PostingState.SUPERSEDED
+    session.execute(
+        update(Posting)
+        .where(
+            Posting.order_id == row.order_id,
+            Posting.role == row.role,
+            Posting.id != row.id,
+            Posting.state == PostingState.POSTED,
+            Posting.operation != Operation.VOID.value,
+            Posting.id < row.id,
+        )
+        .values(state=state)
+        .execution_options(synchronize_session=False)
+    )
 
 
 def _mark_posted(
@@ -992,6 +1214,19 @@ def _apply_order_facts(stored: StoredOrder, order: Order | None) -> None:
     stored.currency = order.currency
     stored.channel_created_at = order.created_at
     stored.channel_updated_at = order.updated_at
+
+
+def _short_text(value: Any, limit: int = 64) -> str:
+    """An id or number from a raw order that failed to parse, usable as a key, or "" (then it is not one)."""
+    if isinstance(value, bool) or not isinstance(value, str | int):
+        return ""
+    try:
+        text = str(value).strip()
+    except ValueError:  # an integer too long to print
+        return ""
+    if not text or len(text) > limit or not text.isprintable() or not text.isascii():
+        return ""
+    return text
 
 
 def _raw_hash(body: dict[str, Any]) -> str:

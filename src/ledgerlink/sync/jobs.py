@@ -136,8 +136,17 @@ def run_job(app: App, job_id: int, *, defer_push: bool = False) -> None:
 
     error = ""
     try:
-        report = app.engine().run(connection_id, run_options(options, trigger, defer_push=defer_push), on_start=started)
-        error = report.error
+        if _from_books(app, connection_id):
+            # Sales from QuickBooks to ShipStation, and tracking back (sync/reverse.py).
+            from ledgerlink.sync.reverse import ReverseSync
+
+            reverse = ReverseSync(app.db, app.adapters).run(connection_id)
+            error = reverse.error or "; ".join(f"{doc}: {why}" for doc, why in reverse.failures[:5])
+        else:
+            report = app.engine().run(
+                connection_id, run_options(options, trigger, defer_push=defer_push), on_start=started
+            )
+            error = report.error
     except Exception as exc:  # a worker must survive any one job; the job records why it failed
         log.exception("sync job %s failed", job_id)
         error = f"{type(exc).__name__}: {exc}"
@@ -147,6 +156,15 @@ def run_job(app: App, job_id: int, *, defer_push: bool = False) -> None:
             row.state = "failed" if error else "done"
             row.error = error
             row.finished_at = _now()
+
+
+def _from_books(app: App, connection_id: int) -> bool:
+    """A ShipStation connection whose settings send sales from QuickBooks to it (the reverse direction)."""
+    with app.db.session(readonly=True) as session:
+        conn = session.get(Connection, connection_id)
+        if conn is None or conn.kind != "shipstation":
+            return False
+        return load_settings(session, connection_id).direction is SyncDirection.FROM_BOOKS
 
 
 def has_channel_adapter(kind: str) -> bool:
@@ -165,7 +183,10 @@ def due_connections(session: Session, now: datetime) -> list[Connection]:
         if not has_channel_adapter(conn.kind):
             continue  # e.g. a ShipStation connection before its adapter exists: nothing to run yet
         settings = load_settings(session, conn.id)
-        if settings.direction is not SyncDirection.TO_BOOKS or conn.books_id is None or settings.missing():
+        reverse = settings.direction is SyncDirection.FROM_BOOKS and conn.kind == "shipstation"
+        if conn.books_id is None or (
+            not reverse and (settings.direction is not SyncDirection.TO_BOOKS or settings.missing())
+        ):
             continue
         schedule = settings.schedule
         if schedule.kind is ScheduleKind.MANUAL:
@@ -189,12 +210,20 @@ def schedule_tick(app: App, now: datetime | None = None) -> int:
     queued = 0
     with app.db.session() as session:
         for conn in due_connections(session, now):
+            # Webhook jobs sync single orders: they must not starve the poll, which is the truth.
             busy = session.scalars(
-                select(SyncJob.id).where(SyncJob.connection_id == conn.id, SyncJob.state.in_(["queued", "running"]))
+                select(SyncJob.id).where(
+                    SyncJob.connection_id == conn.id,
+                    SyncJob.state.in_(["queued", "running"]),
+                    SyncJob.trigger != "webhook",
+                )
             ).first()
             if busy is None:
                 enqueue(session, conn, trigger="schedule")
                 queued += 1
+        from ledgerlink.sync.webhooks import prune_receipts
+
+        prune_receipts(session, now)
     return queued
 
 

@@ -69,6 +69,9 @@ DUPLICATE_DOC_CODES = frozenset({"6140", "6210"})
 DUPLICATE_DOC_TEXT = "Duplicate Document Number"
 DUPLICATE_NAME_CODE = "6240"
 STALE_OBJECT_CODE = "5010"
+# How often a stale SyncToken (5010) is re-read and the update or void sent again before giving up for now.
+STALE_RETRIES = 3
+MAX_PAYMENT_METHOD_NAME = 31
 _ASSIGNED = re.compile(r"DocNumber=(?P<number>.+?) is assigned to TxnType=(?P<type>.+?) with TxnId=(?P<id>\w+)")
 _T = TypeVar("_T")
 _TOTAL_CHECKED = frozenset(
@@ -336,7 +339,72 @@ class QboBooks:
         for chunk in _chunks(ready, self.config.batch_size):
             for result in self._push_batch(chunk):
                 results[result.key] = result
+        for request in requests:
+            result = results[request.key]
+            if request.operation is Operation.UPDATE and result.code == STALE_OBJECT_CODE:
+                results[request.key] = self._update_fresh(request, company)
         return [results[request.key] for request in requests]
+
+    def _update_fresh(self, request: PushRequest, company: CompanyFacts) -> PushResult:
+        """5010: the document changed since its SyncToken was stored (QuickBooks itself bumps an invoice's
+        when a payment is applied): read it again by Id and re-apply our sparse update, a bounded number of
+        times."""
+        doc = request.document
+        last = PushResult(request.key, PushStatus.RETRY, error="stale sync token", code=STALE_OBJECT_CODE)
+        for _attempt in range(STALE_RETRIES):
+            try:
+                fresh = replace(request, sync_token=self._current_token(request))
+                body = self._batch_item(fresh, company)[str(doc.kind)]
+                rid = _request_id("update", [fresh.key, str(fresh.sync_token), dumps(body)])
+                entity = self.client.post(str(doc.kind), body, requestid=rid, operation="update")
+            except MappingError as exc:
+                return PushResult(request.key, PushStatus.FAILED, error=str(exc), code="mapping")
+            except UnknownOutcome as exc:
+                return PushResult(request.key, PushStatus.UNKNOWN, error=str(exc), retry_after=exc.retry_after)
+            except RetryableError as exc:
+                return PushResult(request.key, PushStatus.RETRY, error=str(exc), retry_after=exc.retry_after)
+            except PermanentError as exc:
+                if exc.code == STALE_OBJECT_CODE:
+                    last = PushResult(request.key, PushStatus.RETRY, error=str(exc), code=STALE_OBJECT_CODE)
+                    continue
+                return PushResult(request.key, PushStatus.FAILED, error=str(exc), code=exc.code or "")
+            return self._posted(fresh, entity)
+        return last
+
+    def _current_token(self, request: PushRequest) -> str:
+        """The document's SyncToken as QuickBooks has it now (read by Id: list queries have been seen stale)."""
+        kind = str(request.document.kind)
+        entity = self.client.get(f"{kind.lower()}/{request.remote_id}").get(kind)
+        if not isinstance(entity, dict) or "SyncToken" not in entity:
+            raise PermanentError(f"QuickBooks Online has no {kind} {request.remote_id} any more", code="610")
+        return str(entity["SyncToken"])
+
+    def ensure_payment_methods(self, names: Sequence[str], catalog: Catalog) -> Catalog:
+        """Match each name to a QuickBooks payment method, creating those it lacks (names are unique, so a
+        method made by a lost attempt comes back as a duplicate and is bound). A method that cannot be made
+        is left out: the documents then simply carry none."""
+        methods = dict(catalog.payment_methods)
+        wanted = sorted({clean_name(n, MAX_PAYMENT_METHOD_NAME) for n in names} - {""}, key=fold)
+        missing = [name for name in wanted if fold(name) not in methods]
+        if not missing:
+            return catalog
+        items = [
+            {"bId": str(i), "operation": "create", "PaymentMethod": {"Name": name}} for i, name in enumerate(missing)
+        ]
+        try:
+            answers = self._batch_answers(items, _fresh_id())
+            for index, name in enumerate(missing):
+                entity = answers.get(str(index), {}).get("PaymentMethod")
+                if isinstance(entity, dict) and "Id" in entity:
+                    methods[fold(name)] = str(entity["Id"])
+                    continue
+                for row in self.client.query(select("PaymentMethod", equals("Name", name))):
+                    methods[fold(str(row.get("Name") or name))] = str(row["Id"])
+        except (RetryableError, PermanentError):
+            pass  # matched what could be; the rest go without a method this time
+        if self._base is not None:
+            self._base = replace(self._base, payment_methods={**self._base.payment_methods, **methods})
+        return replace(catalog, payment_methods=methods)
 
     def _batch_item(self, request: PushRequest, company: CompanyFacts) -> dict[str, Any]:
         doc = request.document
@@ -383,6 +451,7 @@ class QboBooks:
         except RetryableError as exc:
             return PushResult(request.key, PushStatus.RETRY, error=str(exc), retry_after=exc.retry_after)
         except PermanentError as exc:
+            # A stale token (5010) is retried: the engine looks the document up for its current token first.
             status = PushStatus.RETRY if exc.code == STALE_OBJECT_CODE else PushStatus.FAILED
             return PushResult(request.key, status, error=str(exc), code=exc.code or "")
         return self._posted(request, entity)

@@ -295,9 +295,10 @@ class QboClient:
 
     # -- public calls ---------------------------------------------------------------------------------------
 
-    def get(self, path: str) -> dict[str, Any]:
-        """GET `path` (relative to the company), e.g. `preferences` or `invoice/123`."""
-        return self._send("GET", path, read=True)
+    def get(self, path: str, params: Mapping[str, str] | None = None) -> dict[str, Any]:
+        """GET `path` (relative to the company), e.g. `preferences` or `invoice/123`, with query `params`
+        (e.g. CDC's `entities` and `changedSince`; a query string inside `path` would be dropped by httpx)."""
+        return self._send("GET", path, params=params, read=True)
 
     def post(
         self,

@@ -36,7 +36,7 @@ NUMBERED_KINDS = frozenset(
     }
 )
 _DEPOSITS = frozenset({DocumentKind.SALES_RECEIPT, DocumentKind.PAYMENT, DocumentKind.REFUND_RECEIPT})
-_RECEIVABLES = frozenset({DocumentKind.INVOICE, DocumentKind.PAYMENT})
+_RECEIVABLES = frozenset({DocumentKind.INVOICE, DocumentKind.PAYMENT, DocumentKind.CREDIT_MEMO})
 _PAID_WITH = frozenset({DocumentKind.SALES_RECEIPT, DocumentKind.PAYMENT, DocumentKind.REFUND_RECEIPT})
 _SALE_LINE_KINDS = frozenset({LineKind.ITEM, LineKind.SHIPPING, LineKind.FEE, LineKind.TAX, LineKind.ADJUSTMENT})
 _NO_LINKS: Mapping[str, str] = MappingProxyType({})

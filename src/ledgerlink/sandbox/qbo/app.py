@@ -44,6 +44,7 @@ from ledgerlink.sandbox.qbo.state import (
     required_error,
     unsupported,
 )
+from ledgerlink.sandbox.qbo.webhooks import QboWebhooks
 
 DEFAULT_REALM_ID = "9130357960435720"
 # Fixed, well-known sandbox credentials: they guard nothing but a local emulator.
@@ -151,6 +152,8 @@ class QboSandbox:
         self._requests: list[RequestRecord] = []
         self._replays: dict[tuple[str, str], _Stored] = {}
         self._stats = SandboxStats()
+        # Entity-change webhooks (sandbox/qbo/webhooks.py): `webhooks.configure(url, verifier_token)`, `flush()`.
+        self.webhooks = QboWebhooks(realm_id)
         self.app = create_app(self)
 
     # --- the Python surface used by tests, the demo and benchmarks ----------------------------------
@@ -490,6 +493,7 @@ class QboSandbox:
                 # (POST /salesreceipt?operation=update&include=void), as python-quickbooks sends it.
                 operation = "void"
             result = company.write(entity, _json_body(body), operation=operation, allow_duplicate_docnum=allow_dup)
+            self.webhooks.changed(entity, result, operation)
             return self._ok({entity: result})
         raise unsupported(f"Operation {method} /{'/'.join(parts)} is not supported.")
 
@@ -538,6 +542,7 @@ class QboSandbox:
             if operation not in BATCH_OPERATIONS:
                 raise unsupported(f"Batch operation {item.get('operation')!r} is not supported.")
             result = self.company.write(entity, item[keys[0]], operation=operation, allow_duplicate_docnum=allow_dup)
+            self.webhooks.changed(entity, result, operation)
             return {"bId": bid, entity: result}
         except QboError as error:
             return {"bId": bid, "Fault": error.fault()}
@@ -768,6 +773,27 @@ def create_app(sandbox: QboSandbox) -> FastAPI:
     @app.get("/_sandbox/state")
     async def state() -> Response:
         return sandbox._json(200, sandbox.summary())
+
+    @app.post("/_sandbox/webhooks")
+    async def configure_webhook(request: Request) -> Response:
+        """The developer portal's webhook settings: {"url", "verifier_token", "shape"?, "entities"?}."""
+        try:
+            raw = json.loads(await request.body() or b"{}")
+            endpoint = sandbox.webhooks.configure(
+                str(raw["url"]),
+                str(raw["verifier_token"]),
+                shape=raw.get("shape", "cloudevents"),
+                entities=raw.get("entities"),
+            )
+        except (ValueError, KeyError, TypeError) as exc:
+            return sandbox._json(400, {"error": str(exc)})
+        return sandbox._json(201, {"url": endpoint.url, "shape": endpoint.shape})
+
+    @app.post("/_sandbox/webhooks/flush")
+    async def flush_webhooks() -> Response:
+        # In a worker thread: the receiver may be served by this very process.
+        posts = await asyncio.to_thread(sandbox.webhooks.flush)
+        return sandbox._json(200, {"posts": [{"url": p.url, "status": p.status, "error": p.error} for p in posts]})
 
     async def discovery(request: Request) -> Response:
         return sandbox._json(200, sandbox.discovery(str(request.base_url)))

@@ -539,6 +539,9 @@ class Company:
                 touched |= set(self._applied(obj))
             for invoice_id in sorted(touched):
                 self._refresh_invoice(invoice_id)
+            credits = set(self._credited(removed or {})) | set(self._credited(obj or {}))
+            for memo_id in sorted(credits):
+                self._refresh_credit_memo(memo_id)
         if entity == "Invoice" and obj is not None:
             for link in obj.get("LinkedTxn", []):
                 if link.get("TxnType") != "Estimate":
@@ -794,8 +797,11 @@ class Company:
             else:
                 c.pop("LinkedTxn", None)
         elif entity == "CreditMemo":
-            c["Balance"] = total
-            c["RemainingCredit"] = total
+            used = sum((self._credited(p).get(entity_id, ZERO) for p in self.store["Payment"].values()), ZERO)
+            if total < used:
+                raise business_error(f"The credit memo total {total} is less than the {used} applied.", "TotalAmt")
+            c["Balance"] = total - used
+            c["RemainingCredit"] = total - used
         else:
             c["Balance"] = ZERO
         return c
@@ -940,7 +946,9 @@ class Company:
         self._txn_date(c)
         self._currency(c)
         previous = self._applied(existing) if existing is not None else {}
+        previous_credits = self._credited(existing) if existing is not None else {}
         applied_here: dict[str, Decimal] = {}
+        credited_here: dict[str, Decimal] = {}
         lines = c.get("Line") or []
         if not isinstance(lines, list):
             raise invalid_property("Line", "must be a list")
@@ -956,9 +964,14 @@ class Company:
             if amount <= 0:
                 raise business_error("An applied amount must be greater than 0.", f"{element}.Amount")
             link = links[0]
+            if link.get("TxnType") == "CreditMemo":
+                credited_here[self._credit_line(link, amount, customer, previous_credits, credited_here, element)] = (
+                    credited_here.get(str(link.get("TxnId")), ZERO) + amount
+                )
+                continue
             if link.get("TxnType") != "Invoice":
                 raise business_error(
-                    f"The sandbox applies payments to invoices only, not {link.get('TxnType')!r}.",
+                    f"The sandbox applies payments to invoices and credit memos only, not {link.get('TxnType')!r}.",
                     f"{element}.LinkedTxn",
                 )
             invoice_id = str(link.get("TxnId"))
@@ -983,7 +996,14 @@ class Company:
                     f"{element}.Amount",
                 )
             applied_here[invoice_id] = applied_here.get(invoice_id, ZERO) + amount
-        applied_total = sum(applied_here.values(), ZERO)
+        # Credits applied pay for invoices too: the payment's own money is what the credits do not cover.
+        applied_total = sum(applied_here.values(), ZERO) - sum(credited_here.values(), ZERO)
+        if applied_total < 0:
+            raise business_error(
+                f"The credits applied ({sum(credited_here.values(), ZERO)}) are more than the invoice amounts "
+                f"applied ({sum(applied_here.values(), ZERO)}).",
+                "Line",
+            )
         if applied_total > total:
             raise business_error(
                 f"The amounts applied ({applied_total}) are more than the payment total ({total}).", "Line"
@@ -991,6 +1011,60 @@ class Company:
         c["Line"] = lines
         c["UnappliedAmt"] = total - applied_total
         return c
+
+    def _credit_line(
+        self,
+        link: JSON,
+        amount: Decimal,
+        customer: JSON,
+        previous: dict[str, Decimal],
+        here: dict[str, Decimal],
+        element: str,
+    ) -> str:
+        """Check a payment line that applies a credit memo; returns the credit memo's Id."""
+        memo_id = str(link.get("TxnId"))
+        link["TxnId"] = memo_id
+        memo = self.store["CreditMemo"].get(memo_id)
+        if memo is None:
+            raise not_found(f"CreditMemo with Id {memo_id} does not exist.", f"{element}.LinkedTxn")
+        if memo.get("CustomerRef", {}).get("value") != customer["Id"]:
+            raise business_error(
+                f"Credit memo {memo_id} belongs to a different customer than this payment.", f"{element}.LinkedTxn"
+            )
+        remaining = (
+            money(memo.get("RemainingCredit", 0), "RemainingCredit")
+            + previous.get(memo_id, ZERO)
+            - here.get(memo_id, ZERO)
+        )
+        if amount > remaining:
+            raise business_error(
+                f"The amount applied from CreditMemo {memo_id} ({amount}) is more than its remaining credit "
+                f"({remaining}).",
+                f"{element}.Amount",
+            )
+        return memo_id
+
+    def _credited(self, payment: JSON) -> dict[str, Decimal]:
+        """CreditMemo Id → amount of it this payment applies."""
+        credited: dict[str, Decimal] = {}
+        for line in payment.get("Line", []) or []:
+            for link in line.get("LinkedTxn", []) or []:
+                if link.get("TxnType") == "CreditMemo":
+                    memo_id = str(link.get("TxnId"))
+                    credited[memo_id] = credited.get(memo_id, ZERO) + money(line.get("Amount", 0), "Amount")
+                    break
+        return credited
+
+    def _refresh_credit_memo(self, memo_id: str) -> None:
+        memo = self.store["CreditMemo"].get(memo_id)
+        if memo is None:
+            return
+        used = sum((self._credited(p).get(memo_id, ZERO) for p in self.store["Payment"].values()), ZERO)
+        remaining = money(memo.get("TotalAmt", 0), "TotalAmt") - used
+        if remaining != memo.get("RemainingCredit"):
+            memo["RemainingCredit"] = remaining
+            memo["Balance"] = remaining
+            self._touch(memo)
 
     def _name_check(
         self,

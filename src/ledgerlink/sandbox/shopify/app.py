@@ -6,7 +6,9 @@ What it reproduces, because clients get these wrong against the real thing:
   position as (sort key, id), so pages stay stable when orders change in between; a request with
   `page_info` may only add `limit` and `fields`;
 - the leaky bucket per shop (`X-Shopify-Shop-Api-Call-Limit`, 429 with `Retry-After`), in scaled time;
-- injected faults (5xx, 429) for retry tests, in-process or over `/_sandbox/faults`.
+- injected faults (5xx, 429) for retry tests, in-process or over `/_sandbox/faults`;
+- webhook subscriptions (`webhooks.json`) and signed deliveries with retries (sandbox/shopify/webhooks.py):
+  `add_orders` and `update_order` deliver the topics the change implies to the subscribed addresses.
 """
 
 from __future__ import annotations
@@ -26,14 +28,18 @@ from typing import Any, Literal
 
 from fastapi import FastAPI, Request, Response
 from fastapi.responses import JSONResponse
+from starlette.concurrency import run_in_threadpool
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from ledgerlink.sandbox.server import serve
 from ledgerlink.sandbox.shopify.generator import generate_orders, generate_transactions
+from ledgerlink.sandbox.shopify.webhooks import Attempt, SubscriptionRefused, WebhookHub, order_events
 
 DEFAULT_SHOP = "ledgerlink-demo.myshopify.com"
 DEFAULT_TOKEN = "shpat_sandbox_0123456789abcdef"
 DEFAULT_API_VERSION = "2025-01"
+# The app's client secret ("API secret key"): Shopify signs webhooks with it.
+DEFAULT_WEBHOOK_SECRET = "shpss_sandbox_fedcba9876543210"  # guards only a local emulator
 MAX_LIMIT = 250
 DEFAULT_LIMIT = 50
 
@@ -138,6 +144,7 @@ class ShopifySandbox:
         leak_per_second: float = 2.0,
         time_scale: float = 1.0,
         clock: Callable[[], float] | None = None,
+        webhook_secret: str = DEFAULT_WEBHOOK_SECRET,
     ) -> None:
         if bucket_size < 1 or leak_per_second <= 0 or time_scale <= 0:
             raise ValueError("bucket_size, leak_per_second and time_scale must be positive")
@@ -158,6 +165,10 @@ class ShopifySandbox:
         self.requests: list[LoggedRequest] = []
         self.stats = SandboxStats()
         self._app: FastAPI | None = None
+        self.webhook_secret = webhook_secret
+        self.webhooks = WebhookHub(
+            shop, webhook_secret, api_version=api_version, clock=self._clock, time_scale=time_scale
+        )
 
     # -- for tests and the demo -------------------------------------------------------------------------
 
@@ -175,19 +186,25 @@ class ShopifySandbox:
             "shop": self.shop,
             "access_token": self.access_token,
             "api_version": self.api_version,
+            "webhook_secret": self.webhook_secret,
         }
 
     def add_orders(self, orders: Iterable[Mapping[str, Any]]) -> None:
         """Store orders (replacing any with the same id). A `transactions` key is kept aside for its endpoint."""
         # A JSON round trip is a fast deep copy, and proves the orders are plain JSON.
         copies: list[dict[str, Any]] = json.loads(json.dumps(list(orders)))
+        notify = self.webhooks.active
+        events: list[tuple[str, dict[str, Any]]] = []
         with self._lock:
             for order in copies:
                 order_id = int(order["id"])
                 transactions = order.pop("transactions", None)
                 if transactions is not None:
                     self._transactions[order_id] = transactions
+                if notify:
+                    events.extend(order_events(self._orders.get(order_id), order))
                 self._store(order_id, order)
+        self._deliver_all(events)
 
     def update_order(self, order_id: int, changes: Mapping[str, Any]) -> dict[str, Any]:
         """Change an order as the merchant would; `updated_at` moves past every other order's (unless given)."""
@@ -201,8 +218,30 @@ class ShopifySandbox:
                 zone = _parse_time(str(order["updated_at"])).tzinfo
                 moment = datetime.fromtimestamp(math.floor(latest) + 1, tz=UTC).astimezone(zone)
                 order["updated_at"] = moment.isoformat(timespec="seconds")
+            events = order_events(self._orders[order_id], order) if self.webhooks.active else []
             self._store(order_id, order)
-            return json.loads(json.dumps(order))  # type: ignore[no-any-return]
+            changed: dict[str, Any] = json.loads(json.dumps(order))
+        self._deliver_all(events)
+        return changed
+
+    def deliver(self, topic: str, order: Mapping[str, Any] | int) -> list[Attempt]:
+        """Deliver one webhook now to the subscriptions of `topic`: an order (or its id), or a refund payload
+        for refunds/create. Returns the attempts (failed ones are retried by `webhooks.retry_due()`)."""
+        if isinstance(order, int):
+            with self._lock:
+                payload = json.loads(json.dumps(self._orders[order]))
+        else:
+            payload = json.loads(json.dumps(dict(order)))
+        return self.webhooks.deliver(topic, payload)
+
+    def deliver_webhooks_with(self, client: Any) -> None:
+        """POST webhooks with this httpx.Client (e.g. a Starlette TestClient of an in-process app)."""
+        self.webhooks.client = client
+
+    def _deliver_all(self, events: list[tuple[str, dict[str, Any]]]) -> None:
+        # Outside the lock: the receiver may well call this shop back while handling the webhook.
+        for topic, payload in events:
+            self.webhooks.deliver(topic, payload)
 
     def set_transactions(self, order_id: int, transactions: list[dict[str, Any]]) -> None:
         """Serve these transactions for the order instead of the ones derived from its status."""
@@ -573,6 +612,64 @@ def create_app(sandbox: ShopifySandbox) -> FastAPI:
             return JSONResponse({"errors": "Not Found"}, 404)
         return JSONResponse({"transactions": found})
 
+    @app.get("/admin/api/{version}/webhooks.json")
+    async def list_webhooks(version: str, request: Request) -> Response:
+        _check_version(version)
+        query = request.query_params
+        found = sandbox.webhooks.subscriptions(query.get("topic"), query.get("address"))
+        return JSONResponse({"webhooks": [sub.to_json() for sub in found]})
+
+    @app.get("/admin/api/{version}/webhooks/count.json")
+    async def count_webhooks(version: str, request: Request) -> Response:
+        _check_version(version)
+        query = request.query_params
+        return JSONResponse({"count": len(sandbox.webhooks.subscriptions(query.get("topic"), query.get("address")))})
+
+    @app.post("/admin/api/{version}/webhooks.json")
+    async def create_webhook(version: str, request: Request) -> Response:
+        _check_version(version)
+        try:
+            body = await request.json()
+            hook = body["webhook"]
+            topic, address = str(hook["topic"]), str(hook["address"])
+            fmt = str(hook.get("format", "json"))
+        except (ValueError, KeyError, TypeError):
+            return JSONResponse({"errors": {"webhook": "Required parameter missing or invalid"}}, 400)
+        try:
+            sub = sandbox.webhooks.subscribe(topic, address, fmt, api_version=version)
+        except SubscriptionRefused as exc:
+            return JSONResponse({"errors": {exc.field: [exc.message]}}, 422)
+        return JSONResponse({"webhook": sub.to_json()}, 201)
+
+    @app.get("/admin/api/{version}/webhooks/{webhook_id:int}.json")
+    async def get_webhook(version: str, webhook_id: int) -> Response:
+        _check_version(version)
+        sub = sandbox.webhooks.get(webhook_id)
+        if sub is None:
+            return JSONResponse({"errors": "Not Found"}, 404)
+        return JSONResponse({"webhook": sub.to_json()})
+
+    @app.delete("/admin/api/{version}/webhooks/{webhook_id:int}.json")
+    async def delete_webhook(version: str, webhook_id: int) -> Response:
+        _check_version(version)
+        if not sandbox.webhooks.unsubscribe(webhook_id):
+            return JSONResponse({"errors": "Not Found"}, 404)
+        return JSONResponse({})
+
+    @app.post("/_sandbox/webhooks/deliver")
+    async def deliver_webhook(request: Request) -> Response:
+        """Test hook: {"topic": …, "order_id": …} delivers that order (in a worker thread: the receiver may be
+        this very process)."""
+        try:
+            raw = await request.json()
+            topic, order_id = str(raw["topic"]), int(raw["order_id"])
+        except (ValueError, KeyError, TypeError):
+            return JSONResponse({"errors": "send {topic, order_id}"}, 400)
+        if order_id not in sandbox.orders:
+            return JSONResponse({"errors": "Not Found"}, 404)
+        attempts = await run_in_threadpool(sandbox.deliver, topic, order_id)
+        return JSONResponse({"attempts": [asdict(a) for a in attempts]})
+
     @app.post("/_sandbox/faults")
     async def add_fault(request: Request) -> Response:
         try:
@@ -642,6 +739,7 @@ def run_standalone(host: str = "127.0.0.1", port: int = 8765, orders: int = 250,
     sandbox = ShopifySandbox()
     sandbox.add_orders(generate_orders(orders, seed=seed, start=datetime.now(UTC) - timedelta(days=30)))
     server = serve(sandbox.app, host, port)
+    sandbox.webhooks.start_worker()
     print(json.dumps(sandbox.credentials(server.base_url)), flush=True)
     try:
         while True:
@@ -649,4 +747,5 @@ def run_standalone(host: str = "127.0.0.1", port: int = 8765, orders: int = 250,
     except KeyboardInterrupt:
         pass
     finally:
+        sandbox.webhooks.close()
         server.stop()

@@ -13,7 +13,9 @@ from ledgerlink.web.routes import (
     dashboard,
     preview,
     products,
+    qbwc,
     settings,
+    webhooks,
     wizard,
 )
 
@@ -28,4 +30,6 @@ ROUTERS: list[APIRouter] = [
     preview.router,
     account.router,
     api.router,
+    qbwc.router,
+    webhooks.router,
 ]

@@ -17,6 +17,7 @@ from ledgerlink.domain.settings import ChannelSettings
 from ledgerlink.store.models import Company, Connection
 from ledgerlink.sync.connections import add_connection
 from ledgerlink.sync.engine import save_settings
+from ledgerlink.sync.webhooks import register_shopify_webhooks
 from ledgerlink.web import connections_service as svc
 from ledgerlink.web.deps import AppDep, SessionDep, ViewerDep, csrf_protect
 from ledgerlink.web.qwc import QwcFile, build_qwc
@@ -184,6 +185,7 @@ def _shopify_form(app: AppDep) -> dict[str, str]:
         "shop": demo.demo_shopify_shop,
         "access_token": demo.demo_shopify_token,
         "base_url": demo.demo_shopify_url,
+        "webhook_secret": demo.demo_shopify_webhook_secret,
     }
 
 
@@ -209,6 +211,7 @@ def shopify_connect(
     shop: Annotated[str, Form()] = "",
     access_token: Annotated[str, Form()] = "",
     base_url: Annotated[str, Form()] = "",
+    webhook_secret: Annotated[str, Form()] = "",
 ) -> Response:
     """Check the store with a live call, then store the connection and its default settings."""
     demo = bool(app.settings.demo_shopify_url)
@@ -216,6 +219,7 @@ def shopify_connect(
     base_url = base_url.strip() if demo else ""
     shop = svc.clean_shop_domain(shop)
     access_token = access_token.strip()
+    webhook_secret = webhook_secret.strip()
     errors: dict[str, str] = {}
     if problem := svc.shop_domain_problem(shop):
         errors["shop"] = problem
@@ -260,10 +264,17 @@ def shopify_connect(
         kind="shopify",
         role="channel",
         config=config,
-        secrets={"access_token": access_token},
+        secrets={"access_token": access_token, **({"webhook_secret": webhook_secret} if webhook_secret else {})},
         books_id=books.id if books is not None else None,
     )
     save_settings(session, conn.id, ChannelSettings(), changed_by=viewer.user.email)
+    if webhook_secret:
+        # Real-time updates: Shopify calls us on order changes; polling stays the truth if this fails.
+        _release(session)
+        try:
+            register_shopify_webhooks(app, conn)
+        except LedgerlinkError as exc:
+            flash(request, f"Real-time updates are off ({exc}); orders still sync on the schedule.", "warn")
     later = "" if books is not None else " Connect QuickBooks too before the first sync."
     flash(request, f"Connected to Shopify store {shop} ({count} orders). Now choose how orders are posted.{later}")
     return RedirectResponse(f"/wizard?connection={conn.id}", status_code=303)

@@ -1,0 +1,529 @@
+"""The reverse direction, purely: a QuickBooks sale (SalesReceipt, Invoice) → a ShipStation order.
+
+No I/O and no clock. The sync (`sync/reverse.py`) reads the sales (CDC), the items and customers they name,
+and hands them here; what comes back is the `createorder` body, or the reason the sale is left alone.
+
+The rules:
+- **Which sales**: the transaction types and QuickBooks classes of `FromBooksSettings` (a sale matches a class
+  when the document or any of its lines carries it; no classes chosen means every class).
+- **orderKey** = `qbo-<realm>-<type>-<Id>`: stable for the life of the document, so a resend is an upsert.
+- **Status**: a sale with a balance due (an Invoice with `Balance` > 0) is `awaiting_payment`, any other
+  `awaiting_shipment` (both settable). A voided sale (QuickBooks zeroes it and notes "Voided") or a deleted one
+  cancels the order: the last body sent, with `orderStatus: cancelled` (ShipStation replaces whole orders).
+- **Sums**: ShipStation's orderTotal is Σ items (unit price × quantity, discounts as negative adjustment
+  items) + shippingAmount + taxAmount. The shipping lines (`SHIPPING_ITEM_ID` or the items named as
+  shipping) become shippingAmount, `TxnTaxDetail.TotalTax` becomes taxAmount; a cent left over (a fractional
+  quantity, rounding) becomes an adjustment item so the order always adds up to the sale's `TotalAmt`.
+- **Write-back**: what ShipStation shipped comes back as a sparse update of TrackingNum, ShipDate and
+  ShipMethodRef (carrier and service).
+"""
+
+from __future__ import annotations
+
+import enum
+from collections.abc import Mapping
+from dataclasses import dataclass
+from datetime import date, datetime
+from decimal import Decimal, InvalidOperation
+from typing import Any
+
+from pydantic import BaseModel, ConfigDict, Field, field_validator
+
+from ledgerlink.domain.errors import MappingError
+from ledgerlink.domain.money import ZERO, cents
+
+SHIPPING_ITEM_ID = "SHIPPING_ITEM_ID"
+MAX_ORDER_NUMBER = 50
+MAX_TRACKING_NUM = 31  # QuickBooks Online's TrackingNum field
+MAX_SHIP_METHOD = 31
+SALE_ENTITIES = ("SalesReceipt", "Invoice")
+SOURCE = "QuickBooks Online"
+_COUNTRIES = {
+    "USA": "US",
+    "U.S.A.": "US",
+    "U.S.": "US",
+    "UNITED STATES": "US",
+    "UNITED STATES OF AMERICA": "US",
+    "CANADA": "CA",
+    "UNITED KINGDOM": "GB",
+    "UK": "GB",
+    "AUSTRALIA": "AU",
+    "MEXICO": "MX",
+}
+
+
+class SaleType(enum.StrEnum):
+    """The QuickBooks Online documents the reverse direction reads (QBO has no sales orders)."""
+
+    SALES_RECEIPT = "SalesReceipt"
+    INVOICE = "Invoice"
+
+
+class ShipStationStatus(enum.StrEnum):
+    """The statuses a new ShipStation order may be created in."""
+
+    AWAITING_PAYMENT = "awaiting_payment"
+    AWAITING_SHIPMENT = "awaiting_shipment"
+    ON_HOLD = "on_hold"
+
+
+class FromBooksSettings(BaseModel):
+    """Sync Orders from QuickBooks (`ChannelSettings.from_books`): which sales go to ShipStation, and how."""
+
+    model_config = ConfigDict(extra="forbid", validate_assignment=True)
+
+    transaction_types: list[SaleType] = Field(
+        default_factory=lambda: [SaleType.SALES_RECEIPT, SaleType.INVOICE],
+        description="Which QuickBooks documents are sent to ShipStation",
+    )
+    class_ids: list[str] = Field(
+        default_factory=list, description="Only sales of these QuickBooks classes (ids); empty for every class"
+    )
+    store_id: int | None = Field(default=None, description="The ShipStation store the orders go to")
+    ship_via_services: dict[str, str] = Field(
+        default_factory=dict,
+        description="QuickBooks ship via (e.g. 'UPS Ground') → ShipStation requested shipping service",
+    )
+    default_service: str = Field(default="", max_length=100, description="Requested service when none maps")
+    paid_status: ShipStationStatus = ShipStationStatus.AWAITING_SHIPMENT
+    balance_due_status: ShipStationStatus = ShipStationStatus.AWAITING_PAYMENT
+    shipping_item_names: list[str] = Field(
+        default_factory=lambda: ["Shipping"],
+        description="Items whose lines are the shipping charge (besides QuickBooks' own shipping line)",
+    )
+    write_tracking: bool = Field(default=True, description="Write ship date, carrier and tracking back")
+    first_sync_days: int = Field(
+        default=7, ge=0, le=30, description="How far back the first sync reads (QuickBooks keeps 30 days of changes)"
+    )
+    default_country: str = Field(default="US", min_length=2, max_length=2)
+
+    @field_validator("transaction_types")
+    @classmethod
+    def _some_types(cls, value: list[SaleType]) -> list[SaleType]:
+        if not value:
+            raise ValueError("choose at least one transaction type")
+        return list(dict.fromkeys(value))
+
+    @field_validator("class_ids", "shipping_item_names")
+    @classmethod
+    def _clean(cls, value: list[str]) -> list[str]:
+        return [v.strip() for v in value if v.strip()]
+
+    @property
+    def entities(self) -> list[str]:
+        return [t.value for t in self.transaction_types]
+
+
+@dataclass(frozen=True, slots=True)
+class ItemInfo:
+    """What the mapping needs of a QuickBooks item."""
+
+    name: str
+    sku: str = ""
+
+
+@dataclass(frozen=True, slots=True)
+class CustomerInfo:
+    """What the mapping needs of a QuickBooks customer."""
+
+    display_name: str
+    company: str = ""
+    email: str = ""
+    phone: str = ""
+    bill_addr: Mapping[str, Any] | None = None
+    ship_addr: Mapping[str, Any] | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class ShipmentFacts:
+    """One ShipStation shipment, as the write-back needs it."""
+
+    shipment_id: int
+    order_key: str
+    tracking_number: str
+    carrier_code: str
+    service_code: str
+    ship_date: date | None
+    voided: bool = False
+
+
+# -- identity, filters, status ---------------------------------------------------------------------------------
+
+
+def order_key(realm_id: str, entity: str, doc_id: str) -> str:
+    """The ShipStation orderKey of one QuickBooks document: the same on every resend, so resends upsert."""
+    return f"qbo-{realm_id}-{entity}-{doc_id}"
+
+
+def is_deleted(row: Mapping[str, Any]) -> bool:
+    """A CDC deletion stub (`status: "Deleted"`)."""
+    return str(row.get("status") or "").casefold() == "deleted"
+
+
+def is_voided(row: Mapping[str, Any]) -> bool:
+    """QuickBooks keeps a voided sale with every amount zeroed and "Voided" at the start of its memo."""
+    note = str(row.get("PrivateNote") or "")
+    return note.startswith("Voided") and _amount(row.get("TotalAmt")) == ZERO
+
+
+def class_ids(row: Mapping[str, Any]) -> set[str]:
+    """The classes a sale carries: the document's and its lines'."""
+    found = {_ref_value(row.get("ClassRef"))}
+    for line in _lines(row):
+        for detail_name in ("SalesItemLineDetail", "DiscountLineDetail"):
+            detail = line.get(detail_name)
+            if isinstance(detail, Mapping):
+                found.add(_ref_value(detail.get("ClassRef")))
+    found.discard("")
+    return found
+
+
+def wanted(row: Mapping[str, Any], entity: str, settings: FromBooksSettings) -> str | None:
+    """None when the sale goes to ShipStation, else why not (for the activity log)."""
+    if entity not in settings.entities:
+        return f"{entity} is not a chosen transaction type"
+    if settings.class_ids and not (class_ids(row) & set(settings.class_ids)):
+        return "its QuickBooks class is not one of the chosen classes"
+    return None
+
+
+def balance_due(row: Mapping[str, Any], entity: str) -> Decimal:
+    """What is still owed on the sale (only invoices carry a balance)."""
+    if entity != SaleType.INVOICE:
+        return ZERO
+    return max(_amount(row.get("Balance")), ZERO)
+
+
+def status_for(row: Mapping[str, Any], entity: str, settings: FromBooksSettings) -> str:
+    """The status a live sale is sent with."""
+    if balance_due(row, entity) > 0:
+        return settings.balance_due_status.value
+    return settings.paid_status.value
+
+
+def cancelled(body: Mapping[str, Any]) -> dict[str, Any]:
+    """The order that cancels `body` in ShipStation: the same whole order with status cancelled."""
+    return {**body, "orderStatus": "cancelled"}
+
+
+# -- the mapping ---------------------------------------------------------------------------------------------
+
+
+def to_shipstation(
+    row: Mapping[str, Any],
+    entity: str,
+    realm_id: str,
+    settings: FromBooksSettings,
+    *,
+    items: Mapping[str, ItemInfo],
+    customer: CustomerInfo | None,
+) -> dict[str, Any]:
+    """The createorder body of one live QuickBooks sale; raises MappingError naming the field."""
+    return _Mapper(row, entity, realm_id, settings, items, customer).order()
+
+
+class _Mapper:
+    def __init__(
+        self,
+        row: Mapping[str, Any],
+        entity: str,
+        realm_id: str,
+        settings: FromBooksSettings,
+        items: Mapping[str, ItemInfo],
+        customer: CustomerInfo | None,
+    ) -> None:
+        self.row = row
+        self.entity = entity
+        self.realm_id = realm_id
+        self.settings = settings
+        self.items = items
+        self.customer = customer
+        self.doc_id = str(row.get("Id") or "")
+        self.number = str(row.get("DocNumber") or "") or f"{entity}-{self.doc_id}"
+        self.shipping_names = {n.casefold() for n in settings.shipping_item_names}
+
+    def fail(self, message: str, field: str) -> MappingError:
+        return MappingError(message, order=self.number, field=field)
+
+    def order(self) -> dict[str, Any]:
+        row = self.row
+        if not self.doc_id:
+            raise self.fail("the sale has no Id", "Id")
+        if len(self.number) > MAX_ORDER_NUMBER:
+            raise self.fail(f"a ShipStation order number holds at most {MAX_ORDER_NUMBER} characters", "DocNumber")
+        products: list[dict[str, Any]] = []
+        adjustments: list[dict[str, Any]] = []
+        shipping = ZERO
+        for index, line in enumerate(_flat_lines(row)):
+            where = f"Line[{index}]"
+            kind = line.get("DetailType")
+            if kind == "SalesItemLineDetail":
+                detail = line.get("SalesItemLineDetail")
+                detail = detail if isinstance(detail, Mapping) else {}
+                if self.is_shipping(detail):
+                    shipping += self.money(line.get("Amount"), f"{where}.Amount")
+                elif _ref_value(detail.get("ItemRef")):
+                    products.append(self.item(line, detail, where))
+            elif kind == "DiscountLineDetail":
+                amount = self.money(line.get("Amount"), f"{where}.Amount")
+                if amount:
+                    adjustments.append(_adjustment(f"discount-{line.get('Id') or index}", "Discount", -abs(amount)))
+        tax_detail = row.get("TxnTaxDetail")
+        tax = ZERO
+        if isinstance(tax_detail, Mapping):
+            tax = self.money(tax_detail.get("TotalTax"), "TxnTaxDetail.TotalTax")
+        total_amt = self.money(row.get("TotalAmt"), "TotalAmt")
+        items = products + adjustments
+        computed = cents(sum((Decimal(i["quantity"]) * i["unitPrice"] for i in items), ZERO)) + shipping + tax
+        if computed != total_amt:
+            # Rounding of a fractional quantity, or a line kind ShipStation has no place for.
+            items.append(_adjustment("adjustment", "Adjustment", total_amt - computed))
+        txn_date = self.day(row.get("TxnDate"), "TxnDate")
+        bill_to = self.address(row.get("BillAddr"), self.customer.bill_addr if self.customer else None)
+        ship_to = self.address(row.get("ShipAddr"), self.customer.ship_addr if self.customer else None) or bill_to
+        if not ship_to:
+            raise self.fail("the sale has no ship-to or bill-to address, and neither has its customer", "ShipAddr")
+        bill_to = bill_to or ship_to
+        paid = total_amt - balance_due(row, self.entity)
+        email = _email(row.get("BillEmail")) or (self.customer.email if self.customer else "")
+        options: dict[str, Any] = {
+            "customField1": str(row.get("DocNumber") or self.number),
+            "customField2": f"QuickBooks {self.entity} {self.doc_id}",
+            "source": SOURCE,
+        }
+        if self.settings.store_id is not None:
+            options["storeId"] = self.settings.store_id
+        body: dict[str, Any] = {
+            "orderNumber": self.number,
+            "orderKey": order_key(self.realm_id, self.entity, self.doc_id),
+            "orderDate": _wall(txn_date),
+            "orderStatus": status_for(row, self.entity, self.settings),
+            "customerUsername": email or (self.customer.display_name if self.customer else ""),
+            "customerEmail": email,
+            "billTo": bill_to,
+            "shipTo": ship_to,
+            "items": items,
+            "amountPaid": paid,
+            "taxAmount": tax,
+            "shippingAmount": shipping,
+            "customerNotes": _memo(row.get("CustomerMemo")),
+            "internalNotes": str(row.get("PrivateNote") or "")[:1000],
+            "paymentMethod": _ref_name(row.get("PaymentMethodRef")),
+            "requestedShippingService": self.service(),
+            "advancedOptions": options,
+        }
+        if paid > 0:
+            body["paymentDate"] = _wall(txn_date)
+        return body
+
+    # -- parts --
+
+    def is_shipping(self, detail: Mapping[str, Any]) -> bool:
+        item_id = _ref_value(detail.get("ItemRef"))
+        if item_id == SHIPPING_ITEM_ID:
+            return True
+        info = self.items.get(item_id)
+        name = info.name if info is not None else _ref_name(detail.get("ItemRef"))
+        return name.casefold() in self.shipping_names
+
+    def item(self, line: Mapping[str, Any], detail: Mapping[str, Any], where: str) -> dict[str, Any]:
+        item_id = _ref_value(detail.get("ItemRef"))
+        info = self.items.get(item_id)
+        name = info.name if info is not None else _ref_name(detail.get("ItemRef"))
+        sku = (info.sku if info is not None else "") or name
+        amount = self.money(line.get("Amount"), f"{where}.Amount")
+        qty_raw = detail.get("Qty")
+        quantity = _decimal(qty_raw) if qty_raw not in (None, "") else Decimal(1)
+        if quantity is None or quantity < 0:
+            raise self.fail(f"expected a quantity, got {qty_raw!r}", f"{where}.SalesItemLineDetail.Qty")
+        label = str(line.get("Description") or "").strip() or name or sku or "Item"
+        if quantity == quantity.to_integral_value() and quantity > 0:
+            whole = int(quantity)
+            price = _decimal(detail.get("UnitPrice"))
+            if price is None or cents(price * whole) != amount:
+                price = amount / whole
+            unit = price if price == cents(price) else cents(price)
+        else:
+            # ShipStation counts whole units: a weighed or zero quantity ships as one line of its amount.
+            whole, unit = 1, amount
+            label = f"{label} ({_plain(quantity)})"
+        return {
+            "lineItemKey": str(line.get("Id") or where),
+            "sku": sku[:100],
+            "name": label[:200],
+            "quantity": whole,
+            "unitPrice": unit,
+            "adjustment": False,
+        }
+
+    def service(self) -> str:
+        ship_via = _ref_name(self.row.get("ShipMethodRef")) or _ref_value(self.row.get("ShipMethodRef"))
+        mapping = {k.casefold(): v for k, v in self.settings.ship_via_services.items()}
+        if ship_via and ship_via.casefold() in mapping:
+            return mapping[ship_via.casefold()]
+        return self.settings.default_service or ship_via
+
+    def address(self, raw: object, fallback: Mapping[str, Any] | None) -> dict[str, Any] | None:
+        source = raw if isinstance(raw, Mapping) and _has_address(raw) else fallback
+        if not isinstance(source, Mapping) or not _has_address(source):
+            return None
+        customer = self.customer
+        street = [str(source.get(f"Line{n}") or "").strip() for n in range(1, 6)]
+        street = [s for s in street if s]
+        name = customer.display_name if customer is not None else _ref_name(self.row.get("CustomerRef"))
+        # QuickBooks often puts the addressee on Line1 when the address was typed on the form.
+        if len(street) > 1 and name and street[0].casefold() == name.casefold():
+            street = street[1:]
+        country = str(source.get("Country") or "").strip()
+        return {
+            "name": name or "Customer",
+            "company": customer.company if customer is not None else "",
+            "street1": street[0] if street else "",
+            "street2": street[1] if len(street) > 1 else "",
+            "street3": ", ".join(street[2:]),
+            "city": str(source.get("City") or ""),
+            "state": str(source.get("CountrySubDivisionCode") or ""),
+            "postalCode": str(source.get("PostalCode") or ""),
+            "country": _country(country, self.settings.default_country),
+            "phone": customer.phone if customer is not None else "",
+            "residential": None,
+        }
+
+    def money(self, raw: object, field: str) -> Decimal:
+        value = _decimal(raw) if raw not in (None, "") else ZERO
+        if value is None:
+            raise self.fail(f"expected an amount, got {raw!r}", field)
+        return cents(value)
+
+    def day(self, raw: object, field: str) -> date:
+        try:
+            return date.fromisoformat(str(raw)[:10])
+        except ValueError:
+            raise self.fail(f"expected a date, got {raw!r}", field) from None
+
+
+# -- the write-back ----------------------------------------------------------------------------------------
+
+
+def ship_method(carrier_code: str, service_code: str) -> str:
+    """The ShipMethodRef QuickBooks shows ("ups ups_ground"), within its length."""
+    return " ".join(p for p in (carrier_code.strip(), service_code.strip()) if p)[:MAX_SHIP_METHOD]
+
+
+def tracking_update(doc_id: str, sync_token: str, shipment: ShipmentFacts) -> dict[str, Any]:
+    """The sparse update that writes one shipment onto the QuickBooks sale."""
+    body: dict[str, Any] = {
+        "Id": doc_id,
+        "SyncToken": sync_token,
+        "sparse": True,
+        "TrackingNum": shipment.tracking_number[:MAX_TRACKING_NUM],
+    }
+    if shipment.ship_date is not None:
+        body["ShipDate"] = shipment.ship_date.isoformat()
+    method = ship_method(shipment.carrier_code, shipment.service_code)
+    if method:
+        body["ShipMethodRef"] = {"value": method, "name": method}
+    return body
+
+
+def shipment_facts(raw: Mapping[str, Any]) -> ShipmentFacts | None:
+    """A ShipStation shipment (GET /shipments row), or None when it is not one we can use."""
+    shipment_id = raw.get("shipmentId")
+    key = raw.get("orderKey")
+    if isinstance(shipment_id, bool) or not isinstance(shipment_id, int) or not isinstance(key, str) or not key:
+        return None
+    ship_date: date | None = None
+    raw_date = raw.get("shipDate")
+    if isinstance(raw_date, str) and raw_date.strip():
+        try:
+            ship_date = date.fromisoformat(raw_date.strip()[:10])
+        except ValueError:
+            ship_date = None
+    return ShipmentFacts(
+        shipment_id=shipment_id,
+        order_key=key,
+        tracking_number=str(raw.get("trackingNumber") or ""),
+        carrier_code=str(raw.get("carrierCode") or ""),
+        service_code=str(raw.get("serviceCode") or ""),
+        ship_date=ship_date,
+        voided=raw.get("voided") is True,
+    )
+
+
+# -- small readers -------------------------------------------------------------------------------------------
+
+
+def _lines(row: Mapping[str, Any]) -> list[Mapping[str, Any]]:
+    lines = row.get("Line")
+    return [line for line in lines if isinstance(line, Mapping)] if isinstance(lines, list) else []
+
+
+def _flat_lines(row: Mapping[str, Any]) -> list[Mapping[str, Any]]:
+    """The lines with group (bundle) lines replaced by their component lines."""
+    out: list[Mapping[str, Any]] = []
+    for line in _lines(row):
+        if line.get("DetailType") == "GroupLineDetail":
+            group = line.get("GroupLineDetail")
+            inner = group.get("Line") if isinstance(group, Mapping) else None
+            out.extend(i for i in inner or [] if isinstance(i, Mapping))
+        else:
+            out.append(line)
+    return out
+
+
+def _ref_value(ref: object) -> str:
+    return str(ref.get("value") or "") if isinstance(ref, Mapping) else ""
+
+
+def _ref_name(ref: object) -> str:
+    return str(ref.get("name") or "") if isinstance(ref, Mapping) else ""
+
+
+def _email(raw: object) -> str:
+    return str(raw.get("Address") or "").strip() if isinstance(raw, Mapping) else ""
+
+
+def _memo(raw: object) -> str:
+    if isinstance(raw, Mapping):
+        return str(raw.get("value") or "")
+    return str(raw or "")
+
+
+def _decimal(raw: object) -> Decimal | None:
+    if isinstance(raw, bool) or not isinstance(raw, int | str | Decimal | float):
+        return None
+    try:
+        value = Decimal(str(raw))
+    except InvalidOperation:
+        return None
+    return value if value.is_finite() else None
+
+
+def _amount(raw: object) -> Decimal:
+    value = _decimal(raw)
+    return cents(value) if value is not None else ZERO
+
+
+def _plain(value: Decimal) -> str:
+    return format(value.normalize(), "f")
+
+
+def _adjustment(key: str, name: str, amount: Decimal) -> dict[str, Any]:
+    return {"lineItemKey": key, "sku": "", "name": name, "quantity": 1, "unitPrice": cents(amount), "adjustment": True}
+
+
+def _has_address(raw: Mapping[str, Any]) -> bool:
+    return any(str(raw.get(k) or "").strip() for k in ("Line1", "City", "PostalCode"))
+
+
+def _country(raw: str, default: str) -> str:
+    if not raw:
+        return default.upper()
+    if len(raw) == 2 and raw.isalpha():
+        return raw.upper()
+    return _COUNTRIES.get(raw.upper(), default.upper())
+
+
+def _wall(day: date) -> str:
+    """A date as ShipStation's Pacific wall-clock timestamp (midnight)."""
+    return datetime(day.year, day.month, day.day).strftime("%Y-%m-%dT%H:%M:%S.0000000")  # noqa: DTZ001 - Pacific wall time
