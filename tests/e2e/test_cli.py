@@ -129,3 +129,17 @@ def test_demo_syncs_and_second_pass_posts_nothing(tmp_path: Path) -> None:
     assert "failed as expected on totals.total" in out
     assert "failed as expected on line_items" in out
     assert "DID NOT FAIL" not in out
+
+
+def test_demo_lifecycle_scenario(tmp_path: Path) -> None:
+    result = ledgerlink("demo", "--scenario", "lifecycle", "--data-dir", str(tmp_path / "lifecycle"))
+    assert result.returncode == 0, result.stdout[-4000:] + result.stderr[-4000:]
+    out = " ".join(result.stdout.split())
+    assert "nothing posted twice" in out
+    assert "every step matched" in out
+
+
+def test_demo_from_quickbooks_scenario() -> None:
+    result = ledgerlink("demo", "--scenario", "from-quickbooks")
+    assert result.returncode == 0, result.stdout[-4000:] + result.stderr[-4000:]
+    assert "every step did what it should" in " ".join(result.stdout.split())
