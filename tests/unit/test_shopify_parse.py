@@ -28,7 +28,7 @@ pytestmark = pytest.mark.unit
 
 
 def shared_dir() -> Path:
-    """`shared/` lives beside the repository (locally /work/shared, in CI next to the clone)."""
+    """`shared/` lives beside the repository (`../shared` from the repository root, in CI next to the clone)."""
     repo = Path(__file__).resolve().parents[2]
     return repo.parent / "shared"
 

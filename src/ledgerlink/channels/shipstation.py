@@ -31,8 +31,9 @@ from pydantic import BaseModel, ConfigDict, Field, SecretStr, field_validator
 
 from ledgerlink import jsonwire
 from ledgerlink.channels.base import ChannelPage, Cursor, Window, register_channel
+from ledgerlink.channels.fields import FieldReader, key_text
 from ledgerlink.domain.errors import MappingError, NeedsUserError, PermanentError, RetryableError
-from ledgerlink.domain.money import ZERO, cents, parse_money, parse_quantity, shown, total
+from ledgerlink.domain.money import ZERO, cents, parse_quantity, shown, total
 from ledgerlink.domain.order import (
     Address,
     Customer,
@@ -68,7 +69,6 @@ ORDER_STATUSES = frozenset(
 )
 TAX_TITLE = "Sales tax"
 # The store keeps ids and order numbers in 64 characters (ShipStation's order numbers hold at most 50).
-MAX_KEY = 64
 _FILTER_FORMAT = "%Y-%m-%d %H:%M:%S"
 
 
@@ -536,84 +536,14 @@ def parse_order(raw: Mapping[str, Any]) -> Order:
 def _label(raw: Mapping[str, Any]) -> str | None:
     """How errors name the order: its number, else its id (a hostile one is skipped)."""
     for key in ("orderNumber", "orderId"):
-        value = _key_text(raw.get(key))
+        value = key_text(raw.get(key))
         if value:
             return value
     return None
 
 
-def _key_text(value: object) -> str | None:
-    """An id or order number as text, if it is one the store can keep: a short string or integer."""
-    if isinstance(value, int) and not isinstance(value, bool) and value.bit_length() <= 200:
-        text = str(value)
-    elif isinstance(value, str):
-        text = value.strip()
-    else:
-        return None
-    if not 0 < len(text) <= MAX_KEY or not text.isprintable():
-        return None
-    return text if _encodable(text) else None
-
-
-def _encodable(text: str) -> bool:
-    """False for text that cannot be stored (a lone surrogate: half of an emoji cut in two)."""
-    try:
-        text.encode("utf-8")
-    except UnicodeEncodeError:
-        return False
-    return True
-
-
-class _Parser:
+class _Parser(FieldReader):
     """One order's mapping; holds the order label so every error names it."""
-
-    def __init__(self, raw: Mapping[str, Any], label: str | None) -> None:
-        self.raw = raw
-        self.label = label
-
-    def fail(self, message: str, field: str) -> MappingError:
-        return MappingError(message, order=self.label, field=field)
-
-    # -- small readers --
-
-    def obj(self, value: object, field: str) -> Mapping[str, Any]:
-        if not isinstance(value, Mapping):
-            raise self.fail(f"expected an object, got {shown(value)}", field)
-        return value
-
-    def optional_obj(self, value: object, field: str) -> Mapping[str, Any]:
-        return {} if value is None else self.obj(value, field)
-
-    def items(self, value: object, field: str) -> list[Mapping[str, Any]]:
-        if value is None:
-            return []
-        if not isinstance(value, list):
-            raise self.fail(f"expected a list, got {shown(value)}", field)
-        return [self.obj(item, f"{field}[{index}]") for index, item in enumerate(value)]
-
-    def ident(self, value: object, field: str) -> str:
-        text = _key_text(value)
-        if text is None:
-            raise self.fail(
-                f"expected an id (text or a number, at most {MAX_KEY} characters), got {shown(value)}", field
-            )
-        return text
-
-    def text(self, value: object, field: str) -> str:
-        if value is None:
-            return ""
-        if isinstance(value, str):
-            if not _encodable(value):
-                raise self.fail(f"text is not valid Unicode (half of an emoji?): {shown(value)}", field)
-            return value.strip()
-        if isinstance(value, float | Decimal) or (
-            isinstance(value, int) and not isinstance(value, bool) and value.bit_length() <= 200
-        ):
-            return str(value).strip()
-        raise self.fail(f"expected text, got {shown(value)}", field)
-
-    def money(self, value: object, field: str) -> Decimal:
-        return parse_money(value, order=self.label, field=field)
 
     def flag(self, value: object, field: str) -> bool:
         if value is None:

@@ -18,8 +18,9 @@ import httpx
 from pydantic import BaseModel, ConfigDict, Field, SecretStr, field_validator
 
 from ledgerlink.channels.base import ChannelPage, Cursor, Window, register_channel
+from ledgerlink.channels.fields import MAX_KEY, FieldReader, key_text
 from ledgerlink.domain.errors import MappingError, NeedsUserError, PermanentError, RetryableError
-from ledgerlink.domain.money import ZERO, cents, parse_money, parse_quantity, read_number, shown, total
+from ledgerlink.domain.money import ZERO, cents, parse_quantity, read_number, shown, total
 from ledgerlink.domain.order import (
     Address,
     Customer,
@@ -38,7 +39,6 @@ from ledgerlink.http import Action, classify_status, new_client, retry_after_sec
 
 PAGE_LIMIT = 250
 # The store keeps ids and order numbers in 64 characters; no Shopify id comes near that.
-MAX_KEY = 64
 MAX_RATE = Decimal(100)
 MAX_THROTTLED_TRIES = 8
 MAX_FAILED_TRIES = 5
@@ -310,82 +310,16 @@ _LABEL_KEYS = ("order_number", "name", "id")
 def _label(raw: Mapping[str, Any]) -> str | None:
     """How errors name the order: the first usable of its number, name and id (a hostile one is skipped)."""
     for key in _LABEL_KEYS:
-        value = _key_text(raw.get(key))
+        value = key_text(raw.get(key))
         if value and value.lstrip("#"):
             return value.lstrip("#")
     return None
 
 
-def _key_text(value: object) -> str | None:
-    """An id or order number as text, if it is one the store can keep: a short string or integer."""
-    if isinstance(value, int) and not isinstance(value, bool) and value.bit_length() <= 200:
-        text = str(value)
-    elif isinstance(value, str):
-        text = value.strip()
-    else:
-        return None
-    if not 0 < len(text) <= MAX_KEY or not text.isprintable():
-        return None
-    return text if _encodable(text) else None
-
-
-def _encodable(text: str) -> bool:
-    """False for text that cannot be stored (a lone surrogate: half of an emoji cut in two)."""
-    try:
-        text.encode("utf-8")
-    except UnicodeEncodeError:
-        return False
-    return True
-
-
-class _Parser:
+class _Parser(FieldReader):
     """One order's mapping; holds the order label so every error names it."""
 
-    def __init__(self, raw: Mapping[str, Any], label: str | None) -> None:
-        self.raw = raw
-        self.label = label
-
-    def fail(self, message: str, field: str) -> MappingError:
-        return MappingError(message, order=self.label, field=field)
-
-    # -- small readers --
-
-    def obj(self, value: object, field: str) -> Mapping[str, Any]:
-        if not isinstance(value, Mapping):
-            raise self.fail(f"expected an object, got {shown(value)}", field)
-        return value
-
-    def optional_obj(self, value: object, field: str) -> Mapping[str, Any]:
-        return {} if value is None else self.obj(value, field)
-
-    def items(self, value: object, field: str) -> list[Mapping[str, Any]]:
-        if value is None:
-            return []
-        if not isinstance(value, list):
-            raise self.fail(f"expected a list, got {shown(value)}", field)
-        return [self.obj(item, f"{field}[{index}]") for index, item in enumerate(value)]
-
-    def ident(self, value: object, field: str) -> str:
-        text = _key_text(value)
-        if text is None:
-            raise self.fail(
-                f"expected an id (text or a number, at most {MAX_KEY} characters), got {shown(value)}", field
-            )
-        return text
-
-    def text(self, value: object, field: str) -> str:
-        if value is None:
-            return ""
-        if isinstance(value, str):
-            if not _encodable(value):
-                raise self.fail(f"text is not valid Unicode (half of an emoji?): {shown(value)}", field)
-            return value.strip()
-        if isinstance(value, bool | float | Decimal) or (isinstance(value, int) and value.bit_length() <= 200):
-            return str(value).strip()
-        raise self.fail(f"expected text, got {shown(value)}", field)
-
-    def money(self, value: object, field: str) -> Decimal:
-        return parse_money(value, order=self.label, field=field)
+    bools_as_text = True
 
     def rate(self, value: object, field: str) -> Decimal:
         if value is None or value == "":
@@ -492,7 +426,7 @@ class _Parser:
             value = self.raw.get(key)
             if value in (None, ""):
                 continue
-            text = _key_text(value)
+            text = key_text(value)
             if text is None:
                 raise self.fail(f"expected an order number of at most {MAX_KEY} characters, got {shown(value)}", key)
             if text.lstrip("#"):
