@@ -367,6 +367,7 @@ class SyncEngine:
         self, conn: Connection, books: Books, settings: ChannelSettings, options: RunOptions, report: RunReport
     ) -> None:
         catalog: Catalog | None = None
+        asked = CatalogQuery()  # keys already looked up in this pass, found or not
         last_id = 0
         while True:
             with self.db.session() as session:
@@ -390,7 +391,7 @@ class SyncEngine:
                 busy = _orders_with_live_postings(session, [o.id for o in chunk])
             todo = [o for o in chunk if o.id not in busy]
             orders = {o.id: Order.model_validate(o.canonical) for o in todo}
-            catalog = self._plan_chunk(conn, books, settings, todo, orders, catalog, report)
+            catalog = self._plan_chunk(conn, books, settings, todo, orders, catalog, report, asked)
             self.progress("plan", report.counts["orders_planned"], None)
 
     def _plan_chunk(
@@ -402,10 +403,22 @@ class SyncEngine:
         orders: dict[int, Order],
         catalog: Catalog | None,
         report: RunReport,
+        asked: CatalogQuery | None = None,
     ) -> Catalog:
         wanted = CatalogQuery()
         for order in orders.values():
             wanted.merge(catalog_query(order, settings))
+        if asked is not None:
+            # The catalog carries what earlier chunks found, and what they did not find is not there either
+            # (what this pass creates is added by ensure): ask the books only for keys not asked yet.
+            fresh = CatalogQuery(
+                skus=wanted.skus - asked.skus,
+                item_names=wanted.item_names - asked.item_names,
+                emails=wanted.emails - asked.emails,
+                customer_names=wanted.customer_names - asked.customer_names,
+            )
+            asked.merge(wanted)
+            wanted = fresh
         catalog = books.catalog(wanted, catalog)
         catalog = self._ensure_payment_methods(books, settings, orders.values(), catalog)
         with self.db.session() as session:
