@@ -17,6 +17,7 @@ from rich.console import Console
 from rich.progress import Progress, SpinnerColumn, TextColumn, TimeElapsedColumn
 from rich.table import Table
 from sqlalchemy import func, select
+from sqlalchemy.orm import Session
 
 from ledgerlink.bootstrap import App, bootstrap
 from ledgerlink.config import Settings
@@ -27,43 +28,48 @@ from ledgerlink.reporting import print_report
 from ledgerlink.sandbox.qbo import QboSandbox
 from ledgerlink.sandbox.server import serve
 from ledgerlink.sandbox.shopify import ShopifySandbox, generate_orders
-from ledgerlink.store.models import OrderState, Posting, PostingState, StoredOrder
+from ledgerlink.store.models import Company, Connection, OrderState, Posting, PostingState, StoredOrder
 from ledgerlink.sync.connections import add_connection, create_company
 from ledgerlink.sync.engine import RunReport, save_settings
 
 SALE_KINDS = ("SalesReceipt", "Invoice", "Estimate")
 
 
+def add_sandbox_books(session: Session, application: App, company: Company, creds: dict[str, str]) -> Connection:
+    """The QuickBooks Online connection of a demo company, with the sandbox's ready tokens."""
+    now = datetime.now(UTC)
+    return add_connection(
+        session,
+        application.box,
+        company,
+        name="quickbooks",
+        kind="qbo",
+        role="books",
+        config={
+            "realm_id": creds["realm_id"],
+            "client_id": creds["client_id"],
+            "api_base": creds["api_base"],
+            "token_url": creds["token_url"],
+            "authorize_url": creds["authorize_url"],
+            "redirect_uri": creds["redirect_uri"],
+        },
+        secrets={
+            "client_secret": creds["client_secret"],
+            "access_token": creds["access_token"],
+            "refresh_token": creds["refresh_token"],
+            "access_expires_at": (now + timedelta(minutes=55)).isoformat(),
+            "refresh_expires_at": (now + timedelta(days=100)).isoformat(),
+        },
+    )
+
+
 def setup_demo_company(application: App, qbo: QboSandbox, qbo_url: str, shop: ShopifySandbox, shop_url: str) -> int:
     """Company + QuickBooks Online + Shopify connections with the wizard's defaults; returns the channel id."""
     creds = qbo.credentials(qbo_url)
     shop_creds = shop.credentials(shop_url)
-    now = datetime.now(UTC)
     with application.db.session() as session:
         company = create_company(session, "Demo Merchant")
-        books = add_connection(
-            session,
-            application.box,
-            company,
-            name="quickbooks",
-            kind="qbo",
-            role="books",
-            config={
-                "realm_id": creds["realm_id"],
-                "client_id": creds["client_id"],
-                "api_base": creds["api_base"],
-                "token_url": creds["token_url"],
-                "authorize_url": creds["authorize_url"],
-                "redirect_uri": creds["redirect_uri"],
-            },
-            secrets={
-                "client_secret": creds["client_secret"],
-                "access_token": creds["access_token"],
-                "refresh_token": creds["refresh_token"],
-                "access_expires_at": (now + timedelta(minutes=55)).isoformat(),
-                "refresh_expires_at": (now + timedelta(days=100)).isoformat(),
-            },
-        )
+        books = add_sandbox_books(session, application, company, creds)
         channel = add_connection(
             session,
             application.box,

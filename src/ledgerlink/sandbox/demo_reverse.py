@@ -12,7 +12,7 @@ from __future__ import annotations
 import tempfile
 from collections.abc import Sequence
 from dataclasses import dataclass
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, datetime
 from decimal import Decimal
 from pathlib import Path
 from typing import Any
@@ -25,6 +25,7 @@ from ledgerlink.bootstrap import App, bootstrap
 from ledgerlink.config import Settings
 from ledgerlink.domain.reverse import FromBooksSettings, order_key
 from ledgerlink.domain.settings import ChannelSettings, SyncDirection
+from ledgerlink.sandbox.demo import add_sandbox_books
 from ledgerlink.sandbox.qbo import QboSandbox
 from ledgerlink.sandbox.server import serve
 from ledgerlink.sandbox.shipstation import ShipStationSandbox
@@ -46,32 +47,9 @@ def setup_reverse_company(
 ) -> int:
     """Company + QuickBooks Online + ShipStation (direction: from QuickBooks); returns the ShipStation connection id."""
     creds = qbo.credentials(qbo_url)
-    now = datetime.now(UTC)
     with application.db.session() as session:
         company = create_company(session, "Demo Merchant (from QuickBooks)")
-        books = add_connection(
-            session,
-            application.box,
-            company,
-            name="quickbooks",
-            kind="qbo",
-            role="books",
-            config={
-                "realm_id": creds["realm_id"],
-                "client_id": creds["client_id"],
-                "api_base": creds["api_base"],
-                "token_url": creds["token_url"],
-                "authorize_url": creds["authorize_url"],
-                "redirect_uri": creds["redirect_uri"],
-            },
-            secrets={
-                "client_secret": creds["client_secret"],
-                "access_token": creds["access_token"],
-                "refresh_token": creds["refresh_token"],
-                "access_expires_at": (now + timedelta(minutes=55)).isoformat(),
-                "refresh_expires_at": (now + timedelta(days=100)).isoformat(),
-            },
-        )
+        books = add_sandbox_books(session, application, company, creds)
         channel = add_connection(
             session,
             application.box,
