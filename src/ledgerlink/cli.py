@@ -411,7 +411,8 @@ def demo(
         typer.Option(
             "--scenario",
             help="backfill: many orders synced twice; lifecycle: one order edited, paid, refunded, cancelled; "
-            "from-quickbooks: sales in QuickBooks sent to ShipStation, tracking written back",
+            "from-quickbooks: sales in QuickBooks sent to ShipStation, tracking written back; "
+            "desktop: orders into QuickBooks Desktop through the Web Connector, twice",
         ),
     ] = "backfill",
 ) -> None:
@@ -424,8 +425,12 @@ def demo(
         from ledgerlink.sandbox.demo_reverse import run_reverse_demo
 
         raise typer.Exit(run_reverse_demo(out))
+    if scenario == "desktop":
+        from ledgerlink.sandbox.demo_desktop import run_desktop_demo
+
+        raise typer.Exit(run_desktop_demo(out, orders=orders, seed=seed, data_dir=data_dir))
     if scenario != "backfill":
-        raise typer.BadParameter("choose backfill, lifecycle or from-quickbooks", param_hint="--scenario")
+        raise typer.BadParameter("choose backfill, lifecycle, from-quickbooks or desktop", param_hint="--scenario")
     from ledgerlink.sandbox.demo import run_demo
 
     code = run_demo(out, orders=orders, seed=seed, data_dir=data_dir)

@@ -115,7 +115,7 @@ def preview_body(
     order = parse(raw)
     catalog = catalog or stand_in_catalog(books)
     result = plan(order, settings, catalog)
-    skipped = result.skipped
+    skipped, decision = result.skipped, result.rules
     if skipped is not None:
         result = plan(order, unfiltered(settings), catalog)
 
@@ -141,6 +141,8 @@ def preview_body(
     }
     if skipped:
         body["skipped"] = f"with these settings the sync leaves this order out: {skipped}"
+    if settings.rules and decision is not None:
+        body["rules"] = decision.as_json()  # which rules fired and why: "why was this order booked like this"
     if settings.transaction_type is TransactionType.SALES_ORDER and books == "qbo":
         body["note"] = "QuickBooks Online has no sales orders: an Estimate is posted instead"
     elif any(d.kind is DocumentKind.ESTIMATE for d in result.documents):

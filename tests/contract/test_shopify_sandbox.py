@@ -352,7 +352,7 @@ def test_faults_over_http(shop: Shop) -> None:
     with plain:
         made = plain.post("/_sandbox/faults", json={"kind": "status", "status": 500, "times": 5})
         assert made.status_code == 201
-        assert made.json() == {"fault": {"kind": "status", "status": 500, "times": 5, "path": ""}}
+        assert made.json() == {"fault": {"kind": "status", "status": 500, "times": 5, "path": "", "delay_ms": 0}}
         assert shop.get("/orders.json").status_code == 500
         assert plain.delete("/_sandbox/faults").status_code == 204
         assert shop.get("/orders.json").status_code == 200

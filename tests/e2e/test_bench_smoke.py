@@ -33,6 +33,14 @@ REQUIRED = (
     "plan.orders_per_second",
     "cpu_pass.plan_orders_per_second",
     "cpu_pass.memory.peak_mb",
+    "desktop.orders_posted",
+    "desktop.sessions",
+    "desktop.orders_per_session",
+    "desktop.message_sets",
+    "desktop.server_ms_per_round_trip_p50",
+    "desktop.server_ms_per_round_trip_p95",
+    "desktop.server_ms_per_round_trip_max",
+    "desktop.longest_round_trip_seconds",
 )
 
 
@@ -51,4 +59,5 @@ def test_quick_bench_writes_every_figure(pg_server: str, tmp_path: Path) -> None
         assert not isinstance(value, bool), f"{dotted} is {value!r}"
     assert results["backfill"]["error"] == ""
     assert results["fleet"]["completed"] is True
+    assert results["desktop"]["error"] == ""
     assert "ratio to ceiling" in console.export_text()

@@ -143,3 +143,15 @@ def test_demo_from_quickbooks_scenario() -> None:
     result = ledgerlink("demo", "--scenario", "from-quickbooks")
     assert result.returncode == 0, result.stdout[-4000:] + result.stderr[-4000:]
     assert "every step did what it should" in " ".join(result.stdout.split())
+
+
+def test_demo_desktop_scenario(tmp_path: Path) -> None:
+    result = ledgerlink("demo", "--scenario", "desktop", "--orders", "20", "--data-dir", str(tmp_path / "desktop"))
+    assert result.returncode == 0, result.stdout[-4000:] + result.stderr[-4000:]
+    out = " ".join(result.stdout.split())
+    assert "message sets the Web Connector ran" in out
+    assert "failed as expected on totals.total" in out
+    assert "DID NOT FAIL" not in out
+    assert "nothing posted twice" in out
+    assert "every order posted once, the totals match" in out
+    assert (tmp_path / "desktop" / "ledgerlink.db").exists()

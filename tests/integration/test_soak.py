@@ -56,7 +56,21 @@ def redis_db() -> Iterator[str]:
 class FaultInjector:
     """Arms one random fault in a tenant's QuickBooks sandbox for every `every` requests it served."""
 
-    KINDS = ("status500", "status503", "throttle", "lost_response", "latency")
+    # Connection faults (sandbox/faults.py) too: dropped before or after the work, or held and then dropped. The
+    # workers wait 130 s for an answer, so a hold here ends in a reset rather than the client's own read timeout
+    # (tests/contract/test_faults.py and tests/integration/test_connection_faults.py cover that one).
+    KINDS = (
+        "status500",
+        "status503",
+        "throttle",
+        "lost_response",
+        "latency",
+        "reset",
+        "reset_after_write",
+        "timeout",
+        "timeout_after_write",
+        "expire_tokens",
+    )
 
     def __init__(self, tenants: list[Tenant], every: int, rng: random.Random) -> None:
         self.tenants = tenants
@@ -90,12 +104,21 @@ class FaultInjector:
                 while served - self._seen[tenant.name] >= self.every:
                     self._seen[tenant.name] += self.every
                     kind = self.rng.choice(self.KINDS)
+                    hold = self.rng.randint(100, 600)
                     fault = {
                         "status500": Fault(kind="status", status=500, path_contains="/v3/company"),
                         "status503": Fault(kind="status", status=503, path_contains="/v3/company"),
                         "throttle": Fault(kind="throttle", path_contains="/v3/company"),
                         "lost_response": Fault(kind="lost_response", path_contains="/v3/company"),
-                        "latency": Fault(kind="latency", delay_ms=self.rng.randint(100, 600), path_contains="/v3/"),
+                        "latency": Fault(kind="latency", delay_ms=hold, path_contains="/v3/"),
+                        "reset": Fault(kind="reset", path_contains="/v3/company"),
+                        "reset_after_write": Fault(kind="reset_after_write", path_contains="/v3/company"),
+                        "timeout": Fault(kind="timeout", delay_ms=hold, path_contains="/v3/company"),
+                        "timeout_after_write": Fault(
+                            kind="timeout_after_write", delay_ms=hold, path_contains="/v3/company"
+                        ),
+                        # Every access token issued so far stops working: each worker gets a 401 and refreshes.
+                        "expire_tokens": Fault(kind="expire_tokens", path_contains="/v3/company"),
                     }[kind]
                     tenant.qbo.inject(fault)
                     self.armed[kind] += 1
@@ -171,7 +194,7 @@ def test_soak_killed_workers_and_faulted_calls_post_every_order_exactly_once(
         dep.start("beat")  # its first tick queues every company's scheduled sync (none has run yet)
         kills = 0
         with FaultInjector(tenants, FAULT_EVERY, rng) as faults:
-            next_kill = time.monotonic() + rng.uniform(1.0, 2.5)
+            next_kill = time.monotonic() + rng.uniform(0.5, 1.5)
 
             def kill_some() -> None:
                 nonlocal kills, next_kill
@@ -182,7 +205,7 @@ def test_soak_killed_workers_and_faulted_calls_post_every_order_exactly_once(
                 workers[index].wait(10)
                 workers[index] = dep.start("worker")
                 kills += 1
-                next_kill = time.monotonic() + rng.uniform(0.8, 2.5)
+                next_kill = time.monotonic() + rng.uniform(0.4, 1.2)
 
             driver.run_until_settled(240, during=kill_some)
         elapsed = time.monotonic() - started

@@ -98,6 +98,13 @@ class ShipStationConfig(BaseModel):
         default=("shipped",),
         description="Which ShipStation order statuses to sync; empty for every status",
     )
+    ship_notify_token: str = Field(
+        default="",
+        description="Set by ledgerlink when it registers SHIP_NOTIFY: the unguessable part of the webhook address",
+    )
+    ship_notify_hook: int | None = Field(
+        default=None, description="Set by ledgerlink: the id of its SHIP_NOTIFY subscription at ShipStation"
+    )
 
     @field_validator("order_statuses")
     @classmethod
@@ -353,7 +360,9 @@ class ShipStationChannel:
                     method, url, params=dict(params or {}), auth=auth, content=content, headers=headers
                 )
             except httpx.TransportError as exc:
-                if not (reading or replayable) and not isinstance(exc, httpx.ConnectError):
+                # Only a failure to connect proves the request never left; a reset or a read timeout after it
+                # was sent leaves a write's outcome unknown, so it is raised, never re-sent blindly.
+                if not (reading or replayable) and not isinstance(exc, _NEVER_SENT):
                     raise RetryableError(
                         f"ShipStation's answer to {method} {path} was lost: {exc}", retry_after=30.0
                     ) from exc
@@ -423,6 +432,9 @@ class ShipStationChannel:
 
 
 # -- HTTP helpers ---------------------------------------------------------------------------------------
+
+
+_NEVER_SENT = (httpx.ConnectError, httpx.ConnectTimeout, httpx.PoolTimeout)
 
 
 def _backoff(attempt: int) -> float:

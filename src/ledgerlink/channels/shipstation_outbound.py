@@ -9,6 +9,9 @@ Everything goes through `ShipStationChannel.request`, so the key pair's 40-a-min
 - `shipments_since` pages `GET /shipments` by create date (Pacific wall time, like every ShipStation filter).
 - `shipments_at(resource_url)` reads what a `SHIP_NOTIFY` webhook points at; only URLs on the account's own
   API host are followed, since a webhook carries no signature and the request carries our credentials.
+- `stores()` lists the account's stores (the settings' drop-down); `webhooks()`, `subscribe()` and
+  `unsubscribe()` manage the account's webhook subscriptions (`GET /webhooks`, `POST /webhooks/subscribe`,
+  `DELETE /webhooks/{id}`).
 """
 
 from __future__ import annotations
@@ -26,6 +29,26 @@ from ledgerlink.domain.errors import PermanentError, RetryableError
 MAX_BULK_ORDERS = 100
 # ShipStation's words for an order it will not change any more.
 _FROZEN_WORDS = ("can no longer be updated", "is shipped", "is cancelled", "has been shipped", "has been cancelled")
+
+
+@dataclass(frozen=True, slots=True)
+class Store:
+    """One ShipStation store (a marketplace connection, or the "Manual Orders" store)."""
+
+    store_id: int
+    name: str
+    marketplace: str
+    active: bool
+
+
+@dataclass(frozen=True, slots=True)
+class Subscription:
+    """One webhook subscription of the account."""
+
+    hook_id: int
+    event: str
+    url: str
+    store_id: int | None
 
 
 @dataclass(frozen=True, slots=True)
@@ -127,9 +150,7 @@ class ShipStationOutbound:
         """The shipments a `SHIP_NOTIFY` webhook's `resource_url` lists (every page of it)."""
         parts = urlsplit(resource_url)
         base = urlsplit(self.channel.config.base_url)
-        if (parts.scheme, parts.netloc) != (base.scheme, base.netloc) or not parts.path.startswith(
-            base.path.rstrip("/") + "/shipments"
-        ):
+        if not self.is_own_shipments_url(resource_url):
             raise PermanentError(f"not a ShipStation shipments URL of this account: {resource_url}")
         path = parts.path[len(base.path.rstrip("/")) :]
         params = dict(parse_qsl(parts.query, keep_blank_values=True))
@@ -143,6 +164,65 @@ class ShipStationOutbound:
                 return found
             page += 1
 
+    def shipments_of_order(self, order_id: int) -> list[dict[str, Any]]:
+        """Every shipment of one ShipStation order."""
+        return _shipments_of(self._json("GET", "/shipments", params={"orderId": str(order_id)}))
+
+    def is_own_shipments_url(self, url: str) -> bool:
+        """Whether `url` is a shipments URL on this account's API host (what a SHIP_NOTIFY may point at)."""
+        return is_shipments_url(url, self.channel.config.base_url)
+
+    def stores(self) -> list[Store]:
+        """The account's stores, active ones first, by name."""
+        body = self._json("GET", "/stores", params={"showInactive": "true"})
+        found: list[Store] = []
+        for row in body if isinstance(body, list) else []:
+            store_id = row.get("storeId") if isinstance(row, Mapping) else None
+            if isinstance(store_id, int) and not isinstance(store_id, bool):
+                found.append(
+                    Store(
+                        store_id,
+                        str(row.get("storeName") or f"Store {store_id}"),
+                        str(row.get("marketplaceName") or ""),
+                        row.get("active") is not False,
+                    )
+                )
+        return sorted(found, key=lambda s: (not s.active, s.name.casefold(), s.store_id))
+
+    def webhooks(self) -> list[Subscription]:
+        """The account's webhook subscriptions (ShipStation answers these in PascalCase)."""
+        body = self._json("GET", "/webhooks")
+        rows = body.get("webhooks") if isinstance(body, Mapping) else None
+        found: list[Subscription] = []
+        for row in rows if isinstance(rows, list) else []:
+            if not isinstance(row, Mapping) or not isinstance(row.get("WebHookID"), int):
+                continue
+            store = row.get("StoreID")
+            found.append(
+                Subscription(
+                    hook_id=row["WebHookID"],
+                    event=str(row.get("HookType") or ""),
+                    url=str(row.get("Url") or ""),
+                    store_id=store if isinstance(store, int) and not isinstance(store, bool) else None,
+                )
+            )
+        return found
+
+    def subscribe(self, target_url: str, event: str, *, store_id: int | None, friendly_name: str) -> int:
+        """`POST /webhooks/subscribe`; returns the new subscription's id. Not repeated blindly after a lost answer
+        (it would subscribe twice): the caller lists the subscriptions first."""
+        body = {"target_url": target_url, "event": event, "store_id": store_id, "friendly_name": friendly_name}
+        answer = self._json("POST", "/webhooks/subscribe", body=body, replayable=False)
+        hook_id = answer.get("id") if isinstance(answer, Mapping) else None
+        if not isinstance(hook_id, int) or isinstance(hook_id, bool):
+            raise PermanentError("ShipStation answered the webhook subscription without an id")
+        return hook_id
+
+    def unsubscribe(self, hook_id: int) -> None:
+        """`DELETE /webhooks/{id}`."""
+        self.calls["DELETE /webhooks"] = self.calls.get("DELETE /webhooks", 0) + 1
+        self.channel.request("DELETE", f"/webhooks/{hook_id}")
+
     def _json(self, method: str, path: str, *, replayable: bool = True, **kwargs: Any) -> Any:
         name = f"{method} {path}"
         self.calls[name] = self.calls.get(name, 0) + 1
@@ -151,6 +231,16 @@ class ShipStationOutbound:
             return response.json()
         except ValueError as exc:
             raise RetryableError(f"ShipStation sent a body that is not JSON ({response.status_code})") from exc
+
+
+def is_shipments_url(url: str, base_url: str) -> bool:
+    """Whether `url` is a `/shipments` URL on the API host `base_url` (same scheme, host and port, under its path)."""
+    parts, base = urlsplit(url), urlsplit(base_url)
+    return (
+        bool(base.netloc)
+        and (parts.scheme, parts.netloc) == (base.scheme, base.netloc)
+        and parts.path.startswith(base.path.rstrip("/") + "/shipments")
+    )
 
 
 def _shipments_of(body: Any) -> list[dict[str, Any]]:

@@ -26,6 +26,7 @@ from ledgerlink.domain.order import (
     Customer,
     Discount,
     Fee,
+    Fulfillment,
     Order,
     OrderLine,
     Payment,
@@ -38,6 +39,7 @@ from ledgerlink.domain.order import (
 from ledgerlink.http import Action, classify_status, new_client, retry_after_seconds
 
 PAGE_LIMIT = 250
+INVENTORY_IDS_PER_REQUEST = 50
 # The store keeps ids and order numbers in 64 characters; no Shopify id comes near that.
 MAX_RATE = Decimal(100)
 MAX_THROTTLED_TRIES = 8
@@ -204,6 +206,46 @@ class ShopifyChannel:
                 self._request("DELETE", f"{root}/webhooks/{hook['id']}.json", None, accept=frozenset({404}))
                 gone += 1
         return gone
+
+    # -- inventory (the stock push: sync/stock.py) ---------------------------------------------------------
+
+    def locations(self) -> list[dict[str, Any]]:
+        """The shop's locations (GET locations.json)."""
+        return _json_list(self._request("GET", f"{self.config.api_root}/locations.json", None), "locations")
+
+    def variants(self) -> Iterator[dict[str, Any]]:
+        """Every product variant (sku, inventory_item_id), reading products.json page by page."""
+        url: str | None = f"{self.config.api_root}/products.json"
+        query: dict[str, str] | None = {"limit": str(PAGE_LIMIT), "fields": "id,variants"}
+        while url is not None:
+            response = self._get(url, query)
+            for product in _json_list(response, "products"):
+                variants = product.get("variants")
+                yield from (v for v in variants or [] if isinstance(v, dict))
+            url = _next_link(response)
+            query = None
+
+    def inventory_levels(self, item_ids: Sequence[str], location_id: str) -> dict[str, int]:
+        """`available` by inventory item id at one location (GET inventory_levels.json, 50 ids a request)."""
+        found: dict[str, int] = {}
+        for start in range(0, len(item_ids), INVENTORY_IDS_PER_REQUEST):
+            chunk = item_ids[start : start + INVENTORY_IDS_PER_REQUEST]
+            params = {"inventory_item_ids": ",".join(chunk), "location_ids": location_id, "limit": str(PAGE_LIMIT)}
+            response = self._get(f"{self.config.api_root}/inventory_levels.json", params)
+            for level in _json_list(response, "inventory_levels"):
+                quantity = level.get("available")
+                if isinstance(quantity, int) and not isinstance(quantity, bool):
+                    found[str(level.get("inventory_item_id"))] = quantity
+        return found
+
+    def set_inventory_level(self, item_id: str, location_id: str, available: int) -> None:
+        """POST inventory_levels/set.json: an absolute quantity, so a retry cannot double anything."""
+        body = {"location_id": int(location_id), "inventory_item_id": int(item_id), "available": available}
+        response = self._request(
+            "POST", f"{self.config.api_root}/inventory_levels/set.json", None, body=body, accept=frozenset({422})
+        )
+        if response.status_code == 422:
+            raise PermanentError(f"Shopify refused the stock level: {_error_text(response)}", code="422")
 
     def _webhooks(self) -> list[dict[str, Any]]:
         response = self._request("GET", f"{self.config.api_root}/webhooks.json", {"limit": "250"})
@@ -408,6 +450,10 @@ class _Parser(FieldReader):
                 self.refund(item, f"refunds[{index}]")
                 for index, item in enumerate(self.items(raw.get("refunds"), "refunds"))
             ),
+            fulfillments=tuple(
+                self.fulfillment(item, f"fulfillments[{index}]")
+                for index, item in enumerate(self.items(raw.get("fulfillments"), "fulfillments"))
+            ),
             totals=Totals(
                 subtotal=self.money(raw.get("subtotal_price"), "subtotal_price"),
                 shipping=total(s.net for s in shipping),
@@ -609,6 +655,30 @@ class _Parser(FieldReader):
                 )
             )
         return tuple(payments)
+
+    def fulfillment(self, raw: Mapping[str, Any], field: str) -> Fulfillment:
+        """A shipment: `tracking_numbers` (newer API versions) or the single `tracking_number` of older ones."""
+        numbers = [
+            self.text(value, f"{field}.tracking_numbers[{index}]")
+            for index, value in enumerate(self.list_of(raw.get("tracking_numbers"), f"{field}.tracking_numbers"))
+        ]
+        single = self.text(raw.get("tracking_number"), f"{field}.tracking_number")
+        if single and single not in numbers:
+            numbers.insert(0, single)
+        return Fulfillment(
+            fulfillment_id=self.ident(raw.get("id"), f"{field}.id"),
+            created_at=self.optional_moment(raw.get("created_at"), f"{field}.created_at"),
+            status=self.text(raw.get("status"), f"{field}.status"),
+            tracking_company=self.text(raw.get("tracking_company"), f"{field}.tracking_company"),
+            tracking_numbers=tuple(number for number in numbers if number),
+        )
+
+    def list_of(self, value: object, field: str) -> list[object]:
+        if value is None:
+            return []
+        if not isinstance(value, list):
+            raise self.fail(f"expected a list, got {shown(value)}", field)
+        return list(value)
 
     def refund(self, raw: Mapping[str, Any], field: str) -> Refund:
         lines = []

@@ -9,9 +9,12 @@ from decimal import Decimal
 from pydantic import BaseModel, ConfigDict
 
 from ledgerlink.domain.money import total
-from ledgerlink.domain.order import Address
+from ledgerlink.domain.order import Address, Order
 
 SHIPPING_ITEM_ID = "SHIPPING_ITEM_ID"
+# QuickBooks Online's TrackingNum and ShipMethodRef hold at most 31 characters.
+MAX_TRACKING_NUM = 31
+MAX_SHIP_METHOD = 31
 
 
 class DocumentKind(enum.StrEnum):
@@ -66,6 +69,47 @@ class DocLine(_Value):
         return -self.amount if self.kind is LineKind.DISCOUNT else self.amount
 
 
+class UpdateScope(enum.StrEnum):
+    """What an update of a document in the books writes."""
+
+    WHOLE = "whole"  # every field the document carries (a sparse update of all of them)
+    SHIPMENT = "shipment"  # only the shipment: a fulfilment is not a financial change
+
+
+class Shipment(_Value):
+    """How the goods went out, written onto the sale once the channel fulfils the order."""
+
+    tracking_number: str
+    ship_date: date | None = None
+    carrier: str = ""
+
+
+def shipment_of(order: Order) -> Shipment | None:
+    """The order's shipment as the books show it, or None before anything with a tracking number shipped.
+
+    The books have one tracking field: every tracking number when they fit in it, else the first one and how
+    many more; the ship date is when the first parcel went; the carriers, in the order they shipped.
+    """
+    shipped = sorted(
+        (f for f in order.fulfillments if f.shipped and any(n.strip() for n in f.tracking_numbers)),
+        key=lambda f: (f.created_at is None, f.created_at or order.created_at, f.fulfillment_id),
+    )
+    if not shipped:
+        return None
+    numbers = list(dict.fromkeys(n.strip() for f in shipped for n in f.tracking_numbers if n.strip()))
+    tracking = " ".join(numbers)
+    if len(tracking) > MAX_TRACKING_NUM:
+        more = f" +{len(numbers) - 1}" if len(numbers) > 1 else ""
+        tracking = numbers[0][: MAX_TRACKING_NUM - len(more)] + more
+    carriers = list(dict.fromkeys(f.tracking_company.strip() for f in shipped if f.tracking_company.strip()))
+    first = shipped[0].created_at
+    return Shipment(
+        tracking_number=tracking,
+        ship_date=first.date() if first is not None else None,
+        carrier=", ".join(carriers)[:MAX_SHIP_METHOD].strip(),
+    )
+
+
 class Link(_Value):
     """This document applies to (or follows from) another document of the same order, by role."""
 
@@ -101,6 +145,8 @@ class Document(_Value):
     class_ref: Ref | None = None
     tax_code: Ref | None = None
     links: tuple[Link, ...] = ()
+    shipment: Shipment | None = None
+    scope: UpdateScope = UpdateScope.WHOLE
 
     def lines_total(self) -> Decimal:
         """Σ lines (discounts subtract) + pinned tax: what the books will compute as the total."""

@@ -164,6 +164,21 @@ class Refund(_Value):
         return total([*(line.subtotal + line.tax for line in self.lines), self.shipping, self.adjustments])
 
 
+class Fulfillment(_Value):
+    """One shipment of the order's goods as the channel reports it (carrier and tracking numbers)."""
+
+    fulfillment_id: str
+    created_at: datetime | None = None
+    status: str = ""
+    tracking_company: str = ""
+    tracking_numbers: tuple[str, ...] = ()
+
+    @property
+    def shipped(self) -> bool:
+        """The goods went out: not cancelled, failed or in error."""
+        return self.status not in {"cancelled", "error", "failure"}
+
+
 class Totals(_Value):
     """The totals as the channel reported them; the plan must reproduce `total` to the cent."""
 
@@ -196,6 +211,7 @@ class Order(_Value):
     fees: tuple[Fee, ...] = ()
     payments: tuple[Payment, ...] = ()
     refunds: tuple[Refund, ...] = ()
+    fulfillments: tuple[Fulfillment, ...] = ()
     totals: Totals
     note: str = ""
     tags: tuple[str, ...] = ()
@@ -230,5 +246,7 @@ class Order(_Value):
 
     def content_hash(self) -> str:
         """A stable hash of the canonical content; a changed hash is a new revision."""
-        body = self.model_dump(mode="json", exclude={"updated_at"})
+        # Left out while empty, so orders stored before fulfilments were read keep their hash (no new revision).
+        exclude = {"updated_at"} | (set() if self.fulfillments else {"fulfillments"})
+        body = self.model_dump(mode="json", exclude=exclude)
         return hashlib.sha256(json.dumps(body, sort_keys=True, ensure_ascii=False).encode()).hexdigest()

@@ -22,10 +22,13 @@ from ledgerlink.domain.documents import (
     LineKind,
     Link,
     Ref,
+    UpdateScope,
+    shipment_of,
 )
 from ledgerlink.domain.errors import ConfigError, MappingError
 from ledgerlink.domain.money import ZERO, total
 from ledgerlink.domain.order import Order, Refund
+from ledgerlink.domain.rules import Decision, apply_rules
 from ledgerlink.domain.settings import (
     CancelMode,
     ChannelSettings,
@@ -108,6 +111,7 @@ class Plan:
     void_all: str | None = None
     changes: list[Change] = field(default_factory=list)
     generation: int = 1
+    rules: Decision | None = None  # what the channel's rules decided for this order, and why
 
     @property
     def ready(self) -> bool:
@@ -144,6 +148,7 @@ def eligibility(order: Order, settings: ChannelSettings, *, posted: bool = False
 
 def catalog_query(order: Order, settings: ChannelSettings) -> CatalogQuery:
     """The master-data keys `plan` will look up for this order."""
+    _decision, settings = apply_rules(order, settings)  # a rule may name another customer or map a SKU
     query = CatalogQuery()
     for line in order.lines:
         if line.sku.strip():
@@ -188,14 +193,33 @@ def plan(
     `books` are the order's documents already in the books (payments and credit applications there are kept,
     and only what was captured since is paid anew); `generation` > 1 numbers the documents of a repost
     ("1001-2"), since QuickBooks keeps the number of a voided document.
+    The channel's rules (`settings.rules`) run first: they skip the order, or change the settings it is
+    booked with; `Plan.rules` says which fired and why.
     """
+    decision, effective = apply_rules(order, settings)
+    result = _plan(order, effective, catalog, books=books, generation=generation, skip=decision.skip_reason)
+    result.rules = decision
+    if decision.memo_tags:
+        result.documents = [doc.model_copy(update={"memo": decision.memo(doc.memo)}) for doc in result.documents]
+    return result
+
+
+def _plan(
+    order: Order,
+    settings: ChannelSettings,
+    catalog: Catalog,
+    *,
+    books: Sequence[PostedDoc],
+    generation: int,
+    skip: str | None,
+) -> Plan:
     posted = bool(books)
     refunds = settings.refunds
     if posted and order.cancelled_at is not None and refunds.on_cancel is CancelMode.VOID:
         return Plan(order=order, void_all="cancelled in the channel after it was posted")
     if posted and refunds.mode is RefundMode.VOID and order.fully_refunded:
         return Plan(order=order, void_all="refunded in full in the channel (refund setting: void)")
-    reason = eligibility(order, settings, posted=posted)
+    reason = skip or eligibility(order, settings, posted=posted)
     if reason is None and not posted and order.refunds:
         if refunds.mode is RefundMode.VOID and order.fully_refunded:
             reason = "refunded in full before it was synced (refund setting: void)"
@@ -233,9 +257,28 @@ def reconcile(
     posted = {doc.role: doc for doc in books}
     wanted = {doc.role: doc for doc in result.documents}
     changed = [
-        role for role, doc in posted.items() if role not in wanted or not same_document(doc.document, wanted[role])
+        role
+        for role, doc in posted.items()
+        if role not in wanted or not same_document(doc.document, wanted[role], shipment=False)
     ]
     policy = settings.update_policy
+    # Tracking is not a financial change: whatever the update policy, a new shipment is written (once) onto a
+    # sale whose other changes are not, as a shipment-only update of the document as the books hold it.
+    shipped = [
+        role
+        for role, doc in posted.items()
+        if role in wanted
+        and wanted[role].shipment is not None
+        and doc.document.shipment != wanted[role].shipment
+        and not (policy is UpdatePolicy.UPDATE and role in changed)
+    ]
+    track = [
+        Change(
+            ChangeKind.UPDATE,
+            posted[role].document.model_copy(update={"shipment": wanted[role].shipment, "scope": UpdateScope.SHIPMENT}),
+        )
+        for role in shipped
+    ]
     if policy is UpdatePolicy.VOID_AND_REPOST and changed:
         fresh = plan(order, settings, catalog, generation=generation + 1)
         fresh.changes = _voids(books) + [Change(ChangeKind.CREATE, doc) for doc in fresh.documents]
@@ -253,6 +296,7 @@ def reconcile(
             )
         )
         changes += [Change(ChangeKind.UPDATE, doc) for doc in updates]
+    changes += track
     changes += [Change(ChangeKind.CREATE, doc) for doc in result.documents if doc.role not in posted]
     result.changes = changes
     return result
@@ -263,9 +307,11 @@ def _voids(books: Sequence[PostedDoc]) -> list[Change]:
     return [Change(ChangeKind.VOID, doc.document) for doc in ordered]
 
 
-def same_document(a: Document, b: Document) -> bool:
-    """The two documents say the same in the books: references compared by id, the marker ignored."""
-    same: bool = _comparable(a.model_dump(exclude={"marker"})) == _comparable(b.model_dump(exclude={"marker"}))
+def same_document(a: Document, b: Document, *, shipment: bool = True) -> bool:
+    """The two documents say the same in the books: references compared by id, the marker and the scope of
+    the last update ignored; with `shipment=False` the shipment (tracking) too."""
+    ignored = {"marker", "scope"} | (set() if shipment else {"shipment"})
+    same: bool = _comparable(a.model_dump(exclude=ignored)) == _comparable(b.model_dump(exclude=ignored))
     return same
 
 
@@ -589,6 +635,8 @@ class _Planner:
         }
         lines = self.balance(lines, tax_total)
         sale = {**base, "lines": tuple(lines), "tax_total": tax_total, "total": order.totals.total}
+        # Tracking goes onto the sale itself (a receipt or an invoice; QuickBooks Online only, for now).
+        shipped = {"shipment": shipment_of(order)} if self.books == "qbo" else {}
         ttype = settings.transaction_type
         docs: list[Document] = []
         if ttype is TransactionType.SALES_RECEIPT:
@@ -600,6 +648,7 @@ class _Planner:
                     deposit_account=self.deposit(),
                     payment_method=self.payment_method(),
                     **sale,
+                    **shipped,
                 )
             )
             docs += self.refund_documents(base, docs[0], open_balance=ZERO)
@@ -620,6 +669,7 @@ class _Planner:
                 ar_account=self.receivables(),
                 links=links,
                 **sale,
+                **shipped,
             )
         )
         invoice = docs[-1]

@@ -1,4 +1,4 @@
-"""The reverse direction, purely: a QuickBooks sale (SalesReceipt, Invoice) → a ShipStation order.
+"""The reverse direction, purely: a QuickBooks sale (SalesReceipt, Invoice, Estimate) → a ShipStation order.
 
 No I/O and no clock. The sync (`sync/reverse.py`) reads the sales (CDC), the items and customers they name,
 and hands them here; what comes back is the `createorder` body, or the reason the sale is left alone.
@@ -8,14 +8,19 @@ The rules:
   when the document or any of its lines carries it; no classes chosen means every class).
 - **orderKey** = `qbo-<realm>-<type>-<Id>`: stable for the life of the document, so a resend is an upsert.
 - **Status**: a sale with a balance due (an Invoice with `Balance` > 0) is `awaiting_payment`, any other
-  `awaiting_shipment` (both settable). A voided sale (QuickBooks zeroes it and notes "Voided") or a deleted one
-  cancels the order: the last body sent, with `orderStatus: cancelled` (ShipStation replaces whole orders).
+  `awaiting_shipment` (both settable). An Estimate is an order to fulfil, not a bill: it goes as
+  `awaiting_shipment` with nothing paid (QuickBooks Online's stand-in for a sales order). A voided sale
+  (QuickBooks zeroes it and notes "Voided"), a rejected estimate or a deleted sale cancels the order: the last
+  body sent, with `orderStatus: cancelled` (ShipStation replaces whole orders).
 - **Sums**: ShipStation's orderTotal is Σ items (unit price × quantity, discounts as negative adjustment
   items) + shippingAmount + taxAmount. The shipping lines (`SHIPPING_ITEM_ID` or the items named as
   shipping) become shippingAmount, `TxnTaxDetail.TotalTax` becomes taxAmount; a cent left over (a fractional
   quantity, rounding) becomes an adjustment item so the order always adds up to the sale's `TotalAmt`.
 - **Write-back**: what ShipStation shipped comes back as a sparse update of TrackingNum, ShipDate and
-  ShipMethodRef (carrier and service).
+  ShipMethodRef (carrier and service). With `write_shipping_cost`, the label's cost (`shipmentCost`) is added
+  as one line of the sale's private note (its Memo), never as a line of the sale: the customer paid what the
+  sale says, and the label cost is the merchant's expense, which the bookkeeper already books from the
+  ShipStation or carrier bill; a second expense posted from here would count it twice.
 """
 
 from __future__ import annotations
@@ -36,7 +41,8 @@ SHIPPING_ITEM_ID = "SHIPPING_ITEM_ID"
 MAX_ORDER_NUMBER = 50
 MAX_TRACKING_NUM = 31  # QuickBooks Online's TrackingNum field
 MAX_SHIP_METHOD = 31
-SALE_ENTITIES = ("SalesReceipt", "Invoice")
+MAX_PRIVATE_NOTE = 4000  # QuickBooks Online's PrivateNote
+SALE_ENTITIES = ("SalesReceipt", "Invoice", "Estimate")  # what QuickBooks Online's CDC is asked for
 SOURCE = "QuickBooks Online"
 _COUNTRIES = {
     "USA": "US",
@@ -53,10 +59,21 @@ _COUNTRIES = {
 
 
 class SaleType(enum.StrEnum):
-    """The QuickBooks Online documents the reverse direction reads (QBO has no sales orders)."""
+    """The QuickBooks documents the reverse direction reads (Sales Orders exist only in QuickBooks Desktop)."""
 
     SALES_RECEIPT = "SalesReceipt"
     INVOICE = "Invoice"
+    ESTIMATE = "Estimate"
+    SALES_ORDER = "SalesOrder"
+
+    @property
+    def desktop_only(self) -> bool:
+        return self is SaleType.SALES_ORDER
+
+    @property
+    def is_order(self) -> bool:
+        """An order to fulfil (nothing is paid on it yet), not a bill or a receipt."""
+        return self in (SaleType.ESTIMATE, SaleType.SALES_ORDER)
 
 
 class ShipStationStatus(enum.StrEnum):
@@ -92,6 +109,9 @@ class FromBooksSettings(BaseModel):
         description="Items whose lines are the shipping charge (besides QuickBooks' own shipping line)",
     )
     write_tracking: bool = Field(default=True, description="Write ship date, carrier and tracking back")
+    write_shipping_cost: bool = Field(
+        default=False, description="Note the label's shipping cost on the QuickBooks sale (its private note)"
+    )
     first_sync_days: int = Field(
         default=7, ge=0, le=30, description="How far back the first sync reads (QuickBooks keeps 30 days of changes)"
     )
@@ -112,6 +132,11 @@ class FromBooksSettings(BaseModel):
     @property
     def entities(self) -> list[str]:
         return [t.value for t in self.transaction_types]
+
+    @property
+    def online_entities(self) -> list[str]:
+        """The chosen types QuickBooks Online has (what its CDC is asked for)."""
+        return [t.value for t in self.transaction_types if not t.desktop_only]
 
 
 @dataclass(frozen=True, slots=True)
@@ -145,6 +170,7 @@ class ShipmentFacts:
     service_code: str
     ship_date: date | None
     voided: bool = False
+    shipment_cost: Decimal | None = None
 
 
 # -- identity, filters, status ---------------------------------------------------------------------------------
@@ -161,7 +187,10 @@ def is_deleted(row: Mapping[str, Any]) -> bool:
 
 
 def is_voided(row: Mapping[str, Any]) -> bool:
-    """QuickBooks keeps a voided sale with every amount zeroed and "Voided" at the start of its memo."""
+    """Whether the sale is off: QuickBooks keeps a voided sale with every amount zeroed and "Voided" at the start
+    of its memo; a rejected estimate will not be fulfilled either."""
+    if str(row.get("TxnStatus") or "").casefold() == "rejected":
+        return True
     note = str(row.get("PrivateNote") or "")
     return note.startswith("Voided") and _amount(row.get("TotalAmt")) == ZERO
 
@@ -192,6 +221,13 @@ def balance_due(row: Mapping[str, Any], entity: str) -> Decimal:
     if entity != SaleType.INVOICE:
         return ZERO
     return max(_amount(row.get("Balance")), ZERO)
+
+
+def amount_paid(row: Mapping[str, Any], entity: str, total: Decimal) -> Decimal:
+    """What the customer has paid: all of a receipt, an invoice's total less its balance, nothing on an order."""
+    if entity in (SaleType.ESTIMATE, SaleType.SALES_ORDER):
+        return ZERO
+    return total - balance_due(row, entity)
 
 
 def status_for(row: Mapping[str, Any], entity: str, settings: FromBooksSettings) -> str:
@@ -284,7 +320,7 @@ class _Mapper:
         if not ship_to:
             raise self.fail("the sale has no ship-to or bill-to address, and neither has its customer", "ShipAddr")
         bill_to = bill_to or ship_to
-        paid = total_amt - balance_due(row, self.entity)
+        paid = amount_paid(row, self.entity, total_amt)
         email = _email(row.get("BillEmail")) or (self.customer.email if self.customer else "")
         options: dict[str, Any] = {
             "customField1": str(row.get("DocNumber") or self.number),
@@ -410,8 +446,36 @@ def ship_method(carrier_code: str, service_code: str) -> str:
     return " ".join(p for p in (carrier_code.strip(), service_code.strip()) if p)[:MAX_SHIP_METHOD]
 
 
-def tracking_update(doc_id: str, sync_token: str, shipment: ShipmentFacts) -> dict[str, Any]:
-    """The sparse update that writes one shipment onto the QuickBooks sale."""
+def cost_line(shipment: ShipmentFacts) -> str:
+    """The private-note line that records one shipment's label cost (names the shipment: written once)."""
+    cost = cents(shipment.shipment_cost or ZERO)
+    method = ship_method(shipment.carrier_code, shipment.service_code)
+    parts = [p for p in (method, shipment.ship_date.isoformat() if shipment.ship_date else "") if p]
+    how = f" ({', '.join(parts)})" if parts else ""
+    return f"{_cost_marker(shipment)} shipping cost {cost}{how}"
+
+
+def _cost_marker(shipment: ShipmentFacts) -> str:
+    return f"ShipStation shipment {shipment.shipment_id}:"
+
+
+def note_with_cost(note: str, shipment: ShipmentFacts) -> str | None:
+    """The sale's private note with the shipment's label cost added; None when there is nothing to add.
+
+    Nothing is added for a shipment without a cost (marked shipped outside ShipStation) or one already noted.
+    The merchant's own text is kept; past QuickBooks' 4,000 characters the oldest text gives way, not ours.
+    """
+    if shipment.shipment_cost is None or shipment.shipment_cost <= 0 or _cost_marker(shipment) in note:
+        return None
+    line = cost_line(shipment)
+    joined = f"{note.rstrip()}\n{line}" if note.strip() else line
+    return joined[-MAX_PRIVATE_NOTE:]
+
+
+def tracking_update(
+    doc_id: str, sync_token: str, shipment: ShipmentFacts, *, private_note: str | None = None
+) -> dict[str, Any]:
+    """The sparse update that writes one shipment onto the QuickBooks sale (and, if given, its new memo)."""
     body: dict[str, Any] = {
         "Id": doc_id,
         "SyncToken": sync_token,
@@ -423,6 +487,8 @@ def tracking_update(doc_id: str, sync_token: str, shipment: ShipmentFacts) -> di
     method = ship_method(shipment.carrier_code, shipment.service_code)
     if method:
         body["ShipMethodRef"] = {"value": method, "name": method}
+    if private_note is not None:
+        body["PrivateNote"] = private_note
     return body
 
 
@@ -447,6 +513,7 @@ def shipment_facts(raw: Mapping[str, Any]) -> ShipmentFacts | None:
         service_code=str(raw.get("serviceCode") or ""),
         ship_date=ship_date,
         voided=raw.get("voided") is True,
+        shipment_cost=_decimal(raw.get("shipmentCost")) if raw.get("shipmentCost") not in (None, "") else None,
     )
 
 

@@ -12,8 +12,9 @@ from typing import Annotated, Any
 from pydantic import BaseModel, ConfigDict, Field, StringConstraints, model_validator
 
 from ledgerlink.domain.reverse import FromBooksSettings
+from ledgerlink.domain.rules import Rule, check_names
 
-SETTINGS_VERSION = 3
+SETTINGS_VERSION = 4
 
 
 class _Section(BaseModel):
@@ -249,6 +250,8 @@ class ChannelSettings(_Section):
     version: int = SETTINGS_VERSION
     direction: SyncDirection = SyncDirection.TO_BOOKS
     push_stock_levels: bool = False
+    # Units kept back from the channel's available stock (orders placed but not synced yet); see sync/stock.py.
+    stock_buffer: int = Field(default=0, ge=0, le=1_000_000)
     orders: OrderFilter = Field(default_factory=OrderFilter)
     schedule: Schedule = Field(default_factory=Schedule)
     update_policy: UpdatePolicy = UpdatePolicy.UPDATE
@@ -270,6 +273,8 @@ class ChannelSettings(_Section):
     adjust_item_name: str = Field(default="Rounding adjustment", min_length=1, max_length=100)
     # "Sync Orders from QuickBooks" (direction FROM_BOOKS): which sales go to ShipStation and how.
     from_books: FromBooksSettings = Field(default_factory=FromBooksSettings)
+    # Rules (Settings → Rules), run top-down on each order before it is planned: see domain/rules.py.
+    rules: list[Rule] = Field(default_factory=list)
 
     @model_validator(mode="before")
     @classmethod
@@ -287,10 +292,14 @@ class ChannelSettings(_Section):
         if data.get("version", 1) < 3:
             # v3: payments (deposit by method/currency), refunds and accounts.refund_from came; all have defaults.
             data = {**data, "version": 3}
+        if data.get("version", 1) < 4:
+            # v4: rules came (none at first).
+            data = {**data, "version": 4}
         return data
 
     @model_validator(mode="after")
     def _consistent(self) -> ChannelSettings:
+        check_names(self.rules)
         # One choice, two switches: "create inventory items" and "missing items: create inventory" agree.
         # validate_assignment re-runs this validator on every assignment: only assign when it changes something.
         if self.items.when_missing is MissingItem.CREATE_INVENTORY and not self.create_inventory_items:

@@ -10,7 +10,9 @@ the same clock), reported in real-limit terms (wall time × scale). The sandboxe
   * the naive python-quickbooks client on a smaller sample (`bench_naive`) and the speed-up;
   * many companies through Celery workers on PostgreSQL and Redis (`bench_fleet`);
   * steady state: orders arriving at a fixed rate, lag to posting (`bench_steady`);
-  * CPU: the engine's pull and plan stages over many stored orders, memory sampled (`bench_cpu`).
+  * CPU: the engine's pull and plan stages over many stored orders, memory sampled (`bench_cpu`);
+  * QuickBooks Desktop: a backlog through the Web Connector, orders per session and our server time per
+    round trip (`bench_desktop`).
 
 Caveat of time scaling: the limits run S times faster, the CPU does not, so each CPU second on the critical
 path counts as S seconds in the real-limit figures (they are conservative; see docs/performance.md).
@@ -32,6 +34,7 @@ from rich.table import Table
 
 from ledgerlink.sandbox.bench_backfill import bench_backfill
 from ledgerlink.sandbox.bench_cpu import bench_pass, bench_plan
+from ledgerlink.sandbox.bench_desktop import bench_desktop
 from ledgerlink.sandbox.bench_fleet import bench_fleet
 from ledgerlink.sandbox.bench_naive import bench_naive
 from ledgerlink.sandbox.bench_steady import bench_steady
@@ -57,6 +60,7 @@ class Sizes:
     steady_minutes: float = 3.0
     steady_scale: float = 10.0
     pass_orders: int = 10_000
+    desktop_orders: int = 5000
 
 
 FULL = Sizes()
@@ -74,6 +78,7 @@ QUICK = Sizes(
     steady_minutes=0.25,
     steady_scale=30.0,
     pass_orders=300,
+    desktop_orders=60,
 )
 
 
@@ -139,10 +144,14 @@ def run_bench(console: Console, out: Path = Path("build/bench.json"), *, quick: 
     results["cpu_pass"] = step(
         f"CPU: pull + plan stages over {sizes.pass_orders} orders in SQLite", lambda: bench_pass(sizes.pass_orders)
     )
+    results["desktop"] = step(
+        f"QuickBooks Desktop: {sizes.desktop_orders} orders through the Web Connector",
+        lambda: bench_desktop(sizes.desktop_orders),
+    )
     results["machine"]["loadavg_at_end"] = machine()["loadavg_at_start"]
     results["bench_seconds"] = round(time.perf_counter() - started, 1)
     console.print(summary_table(results))
-    for part in ("backfill", "backfill_prototype"):
+    for part in ("backfill", "backfill_prototype", "desktop"):
         error = results.get(part, {}).get("error")
         if error:
             console.print(f"[red]{part} stopped: {error}[/red]")
@@ -194,6 +203,24 @@ def summary_table(results: dict[str, Any]) -> Table:
         ),
         ("CPU: RSS start / peak / end MB", _rss(cpu["memory"])),
     ]
+    desktop = results.get("desktop")
+    if desktop:
+        rows += [
+            (
+                f"Desktop: {desktop['orders']} orders, posted in {desktop['sessions']} Web Connector sessions",
+                f"{desktop['orders_posted']} ({desktop['documents_posted']} documents)",
+            ),
+            ("Desktop: orders per Web Connector session", desktop["orders_per_session"]),
+            (
+                "Desktop: message sets, requests per set (mean)",
+                f"{desktop['message_sets']}, {desktop['requests_per_set_mean']}",
+            ),
+            (
+                "Desktop: server ms per round trip p50 / p95 / max",
+                f"{desktop['server_ms_per_round_trip_p50']} / {desktop['server_ms_per_round_trip_p95']} / "
+                f"{desktop['server_ms_per_round_trip_max']}",
+            ),
+        ]
     for name, value in rows:
         table.add_row(name, str(value))
     return table

@@ -2,9 +2,10 @@
 
 Against the two local sandboxes, on a throw-away SQLite database: sales are created in the QuickBooks Online
 sandbox, the reverse sync sends them to the ShipStation sandbox, one is edited before it ships (the order is
-updated), two are shipped in ShipStation and their tracking numbers are written back onto the QuickBooks
-documents, one is voided (the order is cancelled), one is edited after it shipped (recorded, not sent), and a
-last pass sends nothing.
+updated), two are shipped in ShipStation (one marked shipped, one with a label bought there) and their
+tracking numbers — and the label's cost, in the memo — are written back onto the QuickBooks documents, one
+is voided (the order is cancelled), one is edited after it shipped (recorded, not sent), and a last pass sends
+nothing.
 """
 
 from __future__ import annotations
@@ -207,6 +208,7 @@ def _run(console: Console, data_dir: Path) -> int:
                     store_id=MANUAL_STORE_ID,
                     class_ids=[_class_id(qbo, "Online Store")],
                     ship_via_services={"UPS": "UPS® Ground"},
+                    write_shipping_cost=True,
                 ),
             )
             sync = ReverseSync(application.db, application.adapters)
@@ -288,28 +290,33 @@ def _scenario(
     if mugs != 3:
         problems.append(f"the edit did not reach ShipStation (quantity {mugs})")
 
-    # 3. Two orders ship in ShipStation; one sale is voided in QuickBooks.
-    for number, carrier, tracking in (
-        ("QB-1001", "ups", "1Z999AA10123456784"),
-        ("QB-1003", "usps", "9400111899223344556677"),
-    ):
-        order = orders()[key(number)]
-        shipstation.mark_as_shipped(
-            {
-                "orderId": order["orderId"],
-                "carrierCode": carrier,
-                "trackingNumber": tracking,
-                "shipDate": datetime.now(UTC).date().isoformat(),
-            }
-        )
+    # 3. Two orders ship in ShipStation (one marked shipped, one with a label bought there, which has a cost);
+    # one sale is voided in QuickBooks.
+    shipstation.mark_as_shipped(
+        {
+            "orderId": orders()[key("QB-1001")]["orderId"],
+            "carrierCode": "ups",
+            "trackingNumber": "1Z999AA10123456784",
+            "shipDate": datetime.now(UTC).date().isoformat(),
+        }
+    )
+    label = shipstation.create_label_for_order(
+        {"orderId": orders()[key("QB-1003")]["orderId"], "carrierCode": "usps", "serviceCode": "usps_priority_mail"}
+    )
     void_sale(qbo, "SalesReceipt", sales["QB-1006"]["Id"])
     _pass(console, sync, connection_id, "3. QB-1001 and QB-1003 shipped in ShipStation; QB-1006 voided in QuickBooks")
     if orders()[key("QB-1006")]["orderStatus"] != "cancelled":
         problems.append("the voided sale's order is not cancelled in ShipStation")
-    for number, tracking in (("QB-1001", "1Z999AA10123456784"), ("QB-1003", "9400111899223344556677")):
+    for number, tracking in (("QB-1001", "1Z999AA10123456784"), ("QB-1003", str(label["trackingNumber"]))):
         doc = qbo.entity("SalesReceipt", str(sales[number]["Id"]))
         if doc.get("TrackingNum") != tracking or not doc.get("ShipDate"):
             problems.append(f"{number}: tracking {doc.get('TrackingNum')!r} is not back on the QuickBooks sale")
+    cost = f"{Decimal(str(label['shipmentCost'])):.2f}"
+    memo = str(qbo.entity("SalesReceipt", str(sales["QB-1003"]["Id"])).get("PrivateNote") or "")
+    if f"shipping cost {cost}" not in memo:
+        problems.append(f"QB-1003: the label cost {cost} is not in the QuickBooks memo ({memo!r})")
+    else:
+        console.print(f"   QB-1003's memo in QuickBooks: {memo.splitlines()[-1]}")
 
     # 4. An edit after shipping is not sent (ShipStation cannot change a shipped order): it is recorded.
     edit_sale(qbo, "SalesReceipt", sales["QB-1001"]["Id"], {"PrivateNote": "gift wrap, please"})

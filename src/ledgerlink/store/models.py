@@ -20,7 +20,7 @@ from sqlalchemy import (
     Text,
     UniqueConstraint,
 )
-from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
+from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column, relationship
 from sqlalchemy.types import TypeDecorator
 
 
@@ -253,6 +253,8 @@ class Posting(Base):
     document: Mapped[dict[str, Any]] = mapped_column(JSON)
     total: Mapped[Decimal] = mapped_column(MONEY)
     depends_on_id: Mapped[int | None] = mapped_column(ForeignKey("postings.id"), nullable=True)
+    # The posting this one waits for; set on new postings so a plan is written without a flush per posting.
+    depends_on: Mapped[Posting | None] = relationship(remote_side="Posting.id", lazy="select")
     state: Mapped[str] = mapped_column(String(20), default=PostingState.PENDING)
     attempts: Mapped[int] = mapped_column(Integer, default=0)
     not_before: Mapped[datetime | None] = mapped_column(UtcDateTime, nullable=True)

@@ -12,6 +12,7 @@ sync again, and nothing is posted twice:
 
 from __future__ import annotations
 
+import threading
 import time
 import uuid
 from collections import Counter
@@ -24,7 +25,7 @@ from typing import Any
 from pydantic import ValidationError
 from sqlalchemy import and_, exists, or_, select, update
 from sqlalchemy.exc import IntegrityError
-from sqlalchemy.orm import Session, aliased
+from sqlalchemy.orm import Session, aliased, defer
 
 from ledgerlink import metrics
 from ledgerlink.books.base import Books, Operation, PushRequest, PushResult, PushStatus
@@ -67,6 +68,8 @@ STALE_OBJECT_CODE = "5010"
 MAX_STALE_ATTEMPTS = 5
 CLAIM_SIZE = 30
 OPEN_POSTING_STATES = (PostingState.PENDING, PostingState.SENDING, PostingState.POSTED, PostingState.FAILED)
+# An order's state without its bodies: the raw and canonical JSON are large and slow to decode.
+_WITHOUT_BODIES = (defer(StoredOrder.raw), defer(StoredOrder.canonical))
 
 
 @dataclass(frozen=True, slots=True)
@@ -178,13 +181,31 @@ class SyncEngine:
                 return report
             if options.retry_failed:
                 report.counts["orders_retried"] += self._retry_failed(conn.id, options.order_numbers)
-            self._pull(conn, channel, options, report)
-            report.timings["pull"] = time.perf_counter() - started
+            # The stages overlap: each page is planned as soon as it is stored, and a pusher thread posts full
+            # batches while the channel is still being read, so the company's API budget is not left idle.
+            pusher = _Pusher(self, books_conn, books, report) if books_conn.kind != "qbd" else None
+            planning = _PlanPass(nudge=pusher.nudge if pusher is not None else None)
+            if pusher is not None:
+                pusher.start()
+            try:
+                self._pull(
+                    conn,
+                    channel,
+                    options,
+                    report,
+                    on_page=lambda: self._plan(conn, books, settings, options, report, planning),
+                )
+                report.timings["pull"] = time.perf_counter() - started
+                mark = time.perf_counter()
+                self._plan(conn, books, settings, options, report, planning, final=True)
+                report.timings["plan"] = time.perf_counter() - mark
+            except BaseException:
+                if pusher is not None:
+                    pusher.stop()  # what it had planned stays pending for the next run
+                raise
             mark = time.perf_counter()
-            self._plan(conn, books, settings, options, report)
-            report.timings["plan"] = time.perf_counter() - mark
-            mark = time.perf_counter()
-            self.push(books_conn, books, report, wait=not options.defer_push)
+            if pusher is not None:
+                pusher.finish(wait=not options.defer_push)
             report.timings["push"] = time.perf_counter() - mark
         except NeedsUserError as exc:
             report.error = f"{exc} ({exc.action})" if exc.action else str(exc)
@@ -233,7 +254,15 @@ class SyncEngine:
 
     # -- pull -------------------------------------------------------------------------------------------
 
-    def _pull(self, conn: Connection, channel: Channel, options: RunOptions, report: RunReport) -> None:
+    def _pull(
+        self,
+        conn: Connection,
+        channel: Channel,
+        options: RunOptions,
+        report: RunReport,
+        *,
+        on_page: Callable[[], None] | None = None,
+    ) -> None:
         with self.db.session() as session:
             row = session.get(CursorRow, conn.id)
             cursor = Cursor.from_json(row.value) if row is not None else None
@@ -261,6 +290,8 @@ class SyncEngine:
             report.counts.update(page_report.counts)
             report.failures.extend(page_report.failures)
             self.progress("pull", report.counts["pulled"], None)
+            if on_page is not None:
+                on_page()
 
     def _store_order(
         self, session: Session, conn: Connection, channel: Channel, raw: dict[str, Any], report: RunReport
@@ -298,9 +329,9 @@ class SyncEngine:
             return
         content_hash = order.content_hash() if order else _raw_hash(body)
         stored = session.scalars(
-            select(StoredOrder).where(
-                StoredOrder.connection_id == conn.id, StoredOrder.channel_order_id == channel_order_id
-            )
+            select(StoredOrder)
+            .where(StoredOrder.connection_id == conn.id, StoredOrder.channel_order_id == channel_order_id)
+            .options(*_WITHOUT_BODIES)
         ).first()
         canonical = order.model_dump(mode="json") if order else None
         if stored is None:
@@ -364,35 +395,75 @@ class SyncEngine:
     # -- plan -------------------------------------------------------------------------------------------
 
     def _plan(
-        self, conn: Connection, books: Books, settings: ChannelSettings, options: RunOptions, report: RunReport
+        self,
+        conn: Connection,
+        books: Books,
+        settings: ChannelSettings,
+        options: RunOptions,
+        report: RunReport,
+        planning: _PlanPass | None = None,
+        *,
+        final: bool = False,
     ) -> None:
-        catalog: Catalog | None = None
-        asked = CatalogQuery()  # keys already looked up in this pass, found or not
-        last_id = 0
+        """Plan the orders stored since the last call of this pass (all waiting orders on the first call).
+
+        The `final` call also takes the orders a page changed behind the pass's position (a new revision of
+        an order planned or posted before): they are pending again, and only they need another look."""
+        planning = planning or _PlanPass()
+        behind = planning.last_id
+        planning.last_id = self._plan_range(conn, books, settings, options, report, planning, after=behind)
+        if final and behind:
+            self._plan_range(
+                conn, books, settings, options, report, planning, upto=behind, states=(OrderState.PENDING,)
+            )
+
+    def _plan_range(
+        self,
+        conn: Connection,
+        books: Books,
+        settings: ChannelSettings,
+        options: RunOptions,
+        report: RunReport,
+        planning: _PlanPass,
+        *,
+        after: int = 0,
+        upto: int | None = None,
+        states: tuple[OrderState, ...] = (OrderState.PENDING, OrderState.FAILED, OrderState.SKIPPED),
+    ) -> int:
+        """Plan the waiting orders with ids in (after, upto], chunk by chunk; returns the last id seen."""
+        last_id = after
         while True:
             with self.db.session() as session:
                 query = (
                     select(StoredOrder)
+                    .options(defer(StoredOrder.raw))
                     .where(
                         StoredOrder.connection_id == conn.id,
                         StoredOrder.id > last_id,
                         StoredOrder.canonical.is_not(None),
-                        StoredOrder.state.in_([OrderState.PENDING, OrderState.FAILED, OrderState.SKIPPED]),
+                        StoredOrder.state.in_(states),
                     )
                     .order_by(StoredOrder.id)
                     .limit(PLAN_CHUNK)
                 )
+                if upto is not None:
+                    query = query.where(StoredOrder.id <= upto)
                 if options.order_numbers:
                     query = query.where(StoredOrder.number.in_(options.order_numbers))
                 chunk = list(session.scalars(query))
                 if not chunk:
-                    return
+                    return last_id
                 last_id = chunk[-1].id
                 busy = _orders_with_live_postings(session, [o.id for o in chunk])
             todo = [o for o in chunk if o.id not in busy]
             orders = {o.id: Order.model_validate(o.canonical) for o in todo}
-            catalog = self._plan_chunk(conn, books, settings, todo, orders, catalog, report, asked)
+            planned = report.counts["postings_planned"]
+            planning.catalog = self._plan_chunk(
+                conn, books, settings, todo, orders, planning.catalog, report, planning.asked
+            )
             self.progress("plan", report.counts["orders_planned"], None)
+            if planning.nudge is not None and report.counts["postings_planned"] > planned:
+                planning.nudge()
 
     def _plan_chunk(
         self,
@@ -439,12 +510,27 @@ class SyncEngine:
             plans.update(replanned)
             errors.update(more_errors)
         with self.db.session() as session:
+            # Lock the orders and check again: another worker may have planned or posted some meanwhile.
+            locked = {
+                o.id: o
+                for o in session.scalars(
+                    select(StoredOrder)
+                    .where(StoredOrder.id.in_([r.id for r in rows]))
+                    .options(*_WITHOUT_BODIES)
+                    .order_by(StoredOrder.id)
+                    .with_for_update()
+                )
+            }
+            busy = _orders_with_live_postings(session, list(locked))
+            known: dict[int, list[Posting]] = {}
+            for posting in session.scalars(
+                select(Posting).where(Posting.order_id.in_(list(locked))).order_by(Posting.id)
+            ):
+                known.setdefault(posting.order_id, []).append(posting)
+            settle: list[int] = []
             for row in rows:
-                # Lock the order and check again: another worker may have planned or posted it meanwhile.
-                stored = session.get(StoredOrder, row.id, with_for_update=True)
-                if stored is None or stored.revision != row.revision:
-                    continue
-                if _orders_with_live_postings(session, [stored.id]):
+                stored = locked.get(row.id)
+                if stored is None or stored.revision != row.revision or stored.id in busy:
                     continue
                 # The books changed under us (another worker finished a posting): plan again next time. An
                 # order with nothing in the books needs no look: its postings' keys already keep it single.
@@ -477,7 +563,7 @@ class SyncEngine:
                     report.counts["orders_failed"] += 1
                     report.failures.append((stored.number, "master_data", message))
                     continue
-                created = self._write_changes(session, conn, stored, result)
+                created = self._write_changes(session, conn, stored, result, known.get(stored.id, []))
                 if (
                     result.order.refunds
                     and created
@@ -517,9 +603,10 @@ class SyncEngine:
                             message=f"order {stored.number}: {result.void_all}; its documents are voided",
                         )
                     )
-                # Another worker may have posted some or all of these already: the postings decide the state.
-                session.flush()
-                _settle_order(session, stored.id)
+                settle.append(stored.id)
+            # Another worker may have posted some or all of these already: the postings decide the state.
+            session.flush()
+            _settle_orders(session, settle)
         return catalog
 
     def _ensure_payment_methods(
@@ -545,17 +632,18 @@ class SyncEngine:
         grown: Catalog = ensure(sorted(names), catalog)
         return grown
 
-    def _write_changes(self, session: Session, conn: Connection, stored: StoredOrder, result: Plan) -> int:
+    def _write_changes(
+        self, session: Session, conn: Connection, stored: StoredOrder, result: Plan, postings: Sequence[Posting]
+    ) -> int:
         """One posting per change (role and operation) of this revision, each waiting for the one before it
-        (voids before reposts, the sale before its payments and refunds). A posting already open is kept."""
+        (voids before reposts, the sale before its payments and refunds). A posting already open is kept.
+        `postings` are the order's postings so far, in id order."""
         if conn.books_id is None:
             raise LedgerlinkError(f"channel connection {conn.name!r} has no QuickBooks connection to post to")
-        existing = session.scalars(
-            select(Posting).where(Posting.order_id == stored.id, Posting.revision == stored.revision)
-        ).all()
+        existing = [p for p in postings if p.revision == stored.revision]
         open_ = {(p.role, p.operation): p for p in existing if p.state in OPEN_POSTING_STATES}
         replaced = Counter((p.role, p.operation) for p in existing if p.state == PostingState.SUPERSEDED)
-        bindings = _bindings(session, stored.id)
+        bindings = _live_bindings(postings)
         previous: Posting | None = None
         created = 0
         for change in result.changes:
@@ -563,7 +651,7 @@ class SyncEngine:
             found = open_.get((doc.role, operation))
             if found is not None:
                 if found.state == PostingState.PENDING and previous is not None:
-                    found.depends_on_id = previous.id  # re-chained after a retry replaced the one before
+                    found.depends_on = previous  # re-chained after a retry replaced the one before
                 previous = found
                 continue
             binding = bindings.get(doc.role)
@@ -594,11 +682,10 @@ class SyncEngine:
                 doc_number=doc.doc_number,
                 document=doc.model_dump(mode="json"),
                 total=Decimal(0) if change.operation is ChangeKind.VOID else doc.total,
-                depends_on_id=previous.id if previous is not None else None,
+                depends_on=previous,
                 state=PostingState.PENDING,
             )
             session.add(posting)
-            session.flush()
             previous = posting
             created += 1
         return created
@@ -645,8 +732,7 @@ class SyncEngine:
             return
         while True:
             try:
-                with PushLease(self.db, books_conn.id, sleep=self.sleep, wait=600.0 if wait else 0.0) as lease:
-                    self._push_held(lease, books, books_conn.id, report)
+                self._push_round(books_conn.id, books, report, wait=600.0 if wait else 0.0)
             except LockTimeout:
                 if wait:
                     raise
@@ -655,11 +741,21 @@ class SyncEngine:
             if not self._has_ready(books_conn.id):
                 return
 
-    def _push_held(self, lease: PushLease, books: Books, books_id: int, report: RunReport) -> None:
+    def _push_round(self, books_id: int, books: Books, report: RunReport, *, wait: float, fill: int = 1) -> None:
+        """Take the company's push lease (waiting up to `wait` seconds) and post what is ready.
+
+        With `fill` above 1 only batches of at least `fill` postings go out, and the round ends when fewer are
+        ready (a run still planning sends full batches; what is left, and retries, go in its last round)."""
+        with PushLease(self.db, books_id, sleep=self.sleep, wait=wait) as lease:
+            self._push_held(lease, books, books_id, report, fill=fill)
+
+    def _push_held(self, lease: PushLease, books: Books, books_id: int, report: RunReport, *, fill: int = 1) -> None:
         self._recover(books, books_id, report)
         while True:
-            claimed = self._claim(books_id)
+            claimed = self._claim(books_id, fill=fill)
             if not claimed:
+                if fill > 1:
+                    return
                 wait = self._next_retry_in(books_id)
                 if wait is None:
                     return
@@ -737,8 +833,9 @@ class SyncEngine:
                     row.state, row.claim_token = PostingState.PENDING, None
                     report.counts["recovered_resend"] += 1
 
-    def _claim(self, books_id: int) -> list[tuple[int, dict[str, Any]]]:
-        """Claim up to a batch of ready postings: pending, due, and whose dependency is posted."""
+    def _claim(self, books_id: int, *, fill: int = 1) -> list[tuple[int, dict[str, Any]]]:
+        """Claim up to a batch of ready postings: pending, due, and whose dependency is posted (none when
+        fewer than `fill` are ready)."""
         token = uuid.uuid4().hex
         now = self.clock()
         dep = aliased(Posting)
@@ -760,7 +857,7 @@ class SyncEngine:
             if not self.db.is_sqlite:
                 candidates = candidates.with_for_update(skip_locked=True)
             ids = list(session.scalars(candidates))
-            if not ids:
+            if not ids or len(ids) < fill:
                 return []
             # The conditional update is the guarantee: a row another worker claimed is no longer `pending`.
             session.execute(
@@ -769,7 +866,7 @@ class SyncEngine:
                 .values(state=PostingState.SENDING, claim_token=token, attempts=Posting.attempts + 1)
                 .execution_options(synchronize_session=False)
             )
-        with self.db.session() as session:
+            # Read back in the same transaction: it commits with the claim, before anything is sent.
             rows = session.scalars(select(Posting).where(Posting.claim_token == token).order_by(Posting.id)).all()
             claimed: list[tuple[int, dict[str, Any]]] = []
             for row in rows:
@@ -823,8 +920,20 @@ class SyncEngine:
         unknown: list[PushRequest] = []
         stale: list[PushRequest] = []
         with self.db.session() as session:
+            # One read for the batch's postings and one for their orders (in the identity map from then on).
+            rows = {
+                row.key: row
+                for row in session.scalars(
+                    select(Posting).where(Posting.key.in_([r.key for r in requests])).options(defer(Posting.document))
+                )
+            }
+            order_ids = sorted({row.order_id for row in rows.values()})
+            # Held here: the session's identity map keeps objects only while someone refers to them.
+            orders = list(
+                session.scalars(select(StoredOrder).where(StoredOrder.id.in_(order_ids)).options(*_WITHOUT_BODIES))
+            )
             for request in requests:
-                row = session.scalars(select(Posting).where(Posting.key == request.key)).one()
+                row = rows[request.key]
                 result = by_key.get(request.key)
                 if result is None or result.status is PushStatus.UNKNOWN:
                     unknown.append(request)
@@ -863,7 +972,8 @@ class SyncEngine:
                     order = session.get(StoredOrder, row.order_id)
                     number = order.number if order else "?"
                     report.failures.append((number, row.kind, result.error))
-                _settle_order(session, row.order_id)
+            _settle_orders(session, order_ids)
+            del orders
         if stale:
             self._refresh_tokens(books, stale, report)
         if unknown:
@@ -924,6 +1034,70 @@ class SyncEngine:
 # -- helpers shared by the steps ---------------------------------------------------------------------------
 
 
+@dataclass(slots=True)
+class _PlanPass:
+    """What one pass's planning carries from chunk to chunk: the catalog read so far, the keys already asked
+    of the books (found or not), the last order id planned, and whom to tell that postings are ready."""
+
+    nudge: Callable[[], None] | None = None
+    catalog: Catalog | None = None
+    asked: CatalogQuery = field(default_factory=CatalogQuery)
+    last_id: int = 0
+
+
+class _Pusher:
+    """Posts a run's postings from a thread of its own while the run is still pulling and planning.
+
+    While planning goes on, it sends only full batches (a batch request costs the same with 3 documents as with
+    30); `finish` posts the rest, retries included, as the sequential push does. Its lease rounds never wait
+    for another worker's lease: the last round does, as `push` always has. An error of the thread (a token
+    that needs the user, a lost lease) is raised again by `finish`, in the run's own thread."""
+
+    def __init__(self, engine: SyncEngine, books_conn: Connection, books: Books, report: RunReport) -> None:
+        self.engine = engine
+        self.books_conn = books_conn
+        self.books_id = books_conn.id
+        self.books = books
+        self.report = report
+        self._wake = threading.Event()
+        self._done = threading.Event()
+        self._error: BaseException | None = None
+        self._thread = threading.Thread(target=self._loop, name=f"push-{self.books_id}", daemon=True)
+
+    def start(self) -> None:
+        self._thread.start()
+
+    def nudge(self) -> None:
+        self._wake.set()
+
+    def _loop(self) -> None:
+        try:
+            while True:
+                self._wake.wait()
+                self._wake.clear()
+                if self._done.is_set():
+                    return
+                try:
+                    self.engine._push_round(self.books_id, self.books, self.report, wait=0.0, fill=CLAIM_SIZE)
+                except LockTimeout:
+                    continue  # another worker is posting to this company: the last round waits for it
+        except BaseException as exc:  # handed to the run's thread by finish()
+            self._error = exc
+
+    def stop(self) -> None:
+        """End the thread after the batch it is sending, if any."""
+        self._done.set()
+        self._wake.set()
+        self._thread.join()
+
+    def finish(self, *, wait: bool) -> None:
+        """Stop the thread, raise its error if it had one, then post everything that is ready."""
+        self.stop()
+        if self._error is not None:
+            raise self._error
+        self.engine.push(self.books_conn, self.books, self.report, wait=wait)
+
+
 class _LiveCounts:
     """Writes a running pass's counts to its SyncRun row at most once a second (the dashboard's progress bar)."""
 
@@ -932,15 +1106,21 @@ class _LiveCounts:
         self.report = report
         self.every = every
         self.last = 0.0
+        self._lock = threading.Lock()  # the run's thread and its pusher both report progress
 
     def write(self, stage: str) -> None:
         if self.report.run_id is None or time.monotonic() - self.last < self.every:
             return
-        self.last = time.monotonic()
-        with self.db.session() as session:
-            run = session.get(SyncRun, self.report.run_id)
-            if run is not None:
-                run.counts = {**self.report.counts, "stage": stage}
+        if not self._lock.acquire(blocking=False):
+            return
+        try:
+            self.last = time.monotonic()
+            with self.db.session() as session:
+                run = session.get(SyncRun, self.report.run_id)
+                if run is not None:
+                    run.counts = {**self.report.counts, "stage": stage}
+        finally:
+            self._lock.release()
 
 
 def load_settings(session: Session, connection_id: int) -> ChannelSettings:
@@ -1042,6 +1222,11 @@ def _bindings(session: Session, order_id: int) -> dict[str, Posting]:
         .order_by(Posting.id)
     )
     return {row.role: row for row in rows}
+
+
+def _live_bindings(postings: Iterable[Posting]) -> dict[str, Posting]:
+    """`_bindings` from an order's postings already read (in id order)."""
+    return {p.role: p for p in postings if p.state == PostingState.POSTED and p.operation != Operation.VOID.value}
 
 
 def _books_state(session: Session, order_ids: list[int]) -> dict[int, _BooksState]:
@@ -1182,28 +1367,36 @@ def _api_stats(books: Books) -> dict[str, int]:
 
 def _settle_order(session: Session, order_id: int) -> None:
     """The order is posted when every posting of its current revision is; failed when one failed."""
-    order = session.get(StoredOrder, order_id)
-    if order is None:
+    _settle_orders(session, [order_id])
+
+
+def _settle_orders(session: Session, order_ids: Sequence[int]) -> None:
+    """`_settle_order` for many orders, with one query for all their postings."""
+    if not order_ids:
         return
-    states = [
-        s
-        for (s,) in session.execute(
-            select(Posting.state).where(Posting.order_id == order_id, Posting.revision == order.revision)
-        )
-    ]
-    if not states:
-        return
-    if all(s == PostingState.POSTED for s in states):
-        order.state, order.detail, order.error_field = OrderState.POSTED, "", ""
-    elif any(s == PostingState.FAILED for s in states):
-        errors = session.scalars(
-            select(Posting.error).where(
-                Posting.order_id == order_id, Posting.revision == order.revision, Posting.state == PostingState.FAILED
-            )
-        ).all()
-        order.state, order.detail, order.error_field = OrderState.FAILED, "; ".join(errors), "posting"
-    else:
-        order.state = OrderState.PLANNED
+    orders = {
+        o.id: o
+        for o in session.scalars(select(StoredOrder).where(StoredOrder.id.in_(order_ids)).options(*_WITHOUT_BODIES))
+    }
+    postings: dict[int, list[tuple[str, str]]] = {}
+    for order_id, revision, state, error in session.execute(
+        select(Posting.order_id, Posting.revision, Posting.state, Posting.error)
+        .where(Posting.order_id.in_(list(orders)))
+        .order_by(Posting.id)
+    ):
+        if revision == orders[order_id].revision:
+            postings.setdefault(order_id, []).append((state, error))
+    for order_id, order in orders.items():
+        states = [state for state, _error in postings.get(order_id, [])]
+        if not states:
+            continue
+        if all(s == PostingState.POSTED for s in states):
+            order.state, order.detail, order.error_field = OrderState.POSTED, "", ""
+        elif any(s == PostingState.FAILED for s in states):
+            errors = [error for state, error in postings[order_id] if state == PostingState.FAILED]
+            order.state, order.detail, order.error_field = OrderState.FAILED, "; ".join(errors), "posting"
+        else:
+            order.state = OrderState.PLANNED
 
 
 def _fail_order(session: Session, stored: StoredOrder, field_name: str, message: str, *, kind: str) -> None:

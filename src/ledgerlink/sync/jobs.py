@@ -137,16 +137,29 @@ def run_job(app: App, job_id: int, *, defer_push: bool = False) -> None:
     error = ""
     try:
         if _from_books(app, connection_id):
-            # Sales from QuickBooks to ShipStation, and tracking back (sync/reverse.py).
+            # Sales from QuickBooks to ShipStation, and tracking back (sync/reverse.py); a SHIP_NOTIFY webhook's
+            # job reads just the shipments it names (sync/shipstation_webhooks.py).
             from ledgerlink.sync.reverse import ReverseSync
+            from ledgerlink.sync.shipstation_webhooks import ensure_registered
 
-            reverse = ReverseSync(app.db, app.adapters).run(connection_id)
+            reverse_sync = ReverseSync(app.db, app.adapters)
+            if options.get("ship_notify"):
+                reverse = reverse_sync.on_ship_notify(connection_id, str(options["ship_notify"]))
+            else:
+                ensure_registered(app, connection_id)
+                reverse = reverse_sync.run(connection_id)
             error = reverse.error or "; ".join(f"{doc}: {why}" for doc, why in reverse.failures[:5])
         else:
             report = app.engine().run(
                 connection_id, run_options(options, trigger, defer_push=defer_push), on_start=started
             )
             error = report.error
+            if trigger != "webhook" and not options.get("orders"):
+                # The tail of a whole pass: stock levels from QuickBooks to the store, when the settings ask for
+                # it (sync/stock.py); its failures go to the event log, not to this job.
+                from ledgerlink.sync.stock import push_stock_after_sync
+
+                push_stock_after_sync(app.db, app.adapters, connection_id)
     except Exception as exc:  # a worker must survive any one job; the job records why it failed
         log.exception("sync job %s failed", job_id)
         error = f"{type(exc).__name__}: {exc}"

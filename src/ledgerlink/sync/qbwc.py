@@ -13,11 +13,16 @@ A session does, in this order:
      (our marker in the memo decides) and only the ones QuickBooks has no trace of are sent again;
   2. lists: accounts, classes, sales tax codes and items, payment methods, customers and items (long lists
      through iterators), cached for `QbdBooks.catalog()` when they are missing, stale or asked for;
-  3. work: the queued customer and item adds, then the ready Desktop postings in dependency order (a sales
-     order before the invoice linked to it, an invoice before its payment: never LIFO), in one message set.
-     Every posting is marked `sending` (committed, with the set id as its claim) before the set goes out, and
-     becomes `posted` (TxnID, EditSequence, TotalAmount) or `failed` (QuickBooks' message) when the answer
-     comes back.
+  3. edit sequences: an update QuickBooks refused as stale (3200: the document changed since we read its
+     EditSequence, e.g. a payment was applied to the invoice) is re-read by TxnID, then sent again;
+  4. work: the queued customer and item adds, then the ready Desktop postings in dependency order (a sales
+     order before the invoice linked to it, an invoice before its payment: never LIFO), in one message set:
+     creates as …AddRq, updates as …ModRq (TxnID + EditSequence, lines replaced), voids as TxnVoidRq or
+     TxnDelRq (`QbdConfig.remove_with`; sales orders and payments can only be deleted). Every posting is
+     marked `sending` (committed, with the set id as its claim) before the set goes out, and becomes `posted`
+     (TxnID, EditSequence, TotalAmount) or `failed` (QuickBooks' message) when the answer comes back. An
+     update or a void whose answer was lost is simply sent again: a repeated Mod meets 3200 and is re-read, a
+     repeated delete finds nothing (3120), and both mean it is done.
 """
 
 from __future__ import annotations
@@ -45,11 +50,13 @@ from ledgerlink.books.qbd.qbxml import (
     customer_add,
     desktop_name,
     document_add,
+    document_mod,
     item_add,
     list_query,
     message_set,
     parse_response,
     ref_number,
+    removal,
     txn_object,
     txn_query,
 )
@@ -69,7 +76,15 @@ from ledgerlink.store.models import (
     QbdTransaction,
     QbwcSession,
 )
-from ledgerlink.sync.engine import _mark_posted, _observe_posted, _settle_order, load_settings
+from ledgerlink.sync.engine import (
+    _bindings,
+    _mark_posted,
+    _observe_posted,
+    _rebind,
+    _settle_order,
+    _target,
+    load_settings,
+)
 
 SERVER_VERSION = "ledgerlink 0.1.0"
 MIN_QBXML_MAJOR = 13
@@ -90,6 +105,11 @@ ITERATED = ("Customer", "Item")
 SHORT_LISTS = ("account", "sales_tax_code", "payment_method", "class")
 CURRENCIES = {"US": "USD", "CA": "CAD", "UK": "GBP", "GB": "GBP", "AU": "AUD"}
 _IN_CHUNK = 500
+# QuickBooks' "the provided edit sequence is out-of-date" (Desktop's 5010): the document changed since we read it.
+STALE_EDIT_SEQUENCE = 3200
+NOT_FOUND = 3120
+# How often a Mod meets a stale EditSequence (each time re-read and sent again) before the posting fails.
+MAX_STALE_ATTEMPTS = 5
 
 
 def _now() -> datetime:
@@ -276,6 +296,28 @@ def desktop_status(
         last_error=row.last_error if row is not None else "",
         overdue=overdue,
     )
+
+
+# The lists the wizard shows from a Desktop company, in the order it shows them.
+WIZARD_LISTS = ("account", "item", "class", "payment_method", "sales_tax_code")
+
+
+def desktop_lists(session: Session, books_id: int) -> dict[str, list[str]]:
+    """The active names of each list the last Web Connector sessions brought back (for the wizard's drop-downs),
+    by list name: account, item, class, payment_method, sales_tax_code; empty before the first session."""
+    found: dict[str, list[str]] = {name: [] for name in WIZARD_LISTS}
+    rows = session.execute(
+        select(QbdListEntry.list, QbdListEntry.full_name)
+        .where(
+            QbdListEntry.books_id == books_id,
+            QbdListEntry.list.in_(WIZARD_LISTS),
+            QbdListEntry.is_active.is_(True),
+        )
+        .order_by(QbdListEntry.full_name)
+    )
+    for list_name, full_name in rows:
+        found[list_name].append(full_name)
+    return found
 
 
 def request_list_refresh(session: Session, books_id: int, now: datetime | None = None) -> None:
@@ -504,7 +546,7 @@ class WebConnectorService:
                 sess.outstanding, sess.outstanding_mode = lost.set_id, "recovery"
                 counts["recovery_requests"] += 1
                 return message_set([], new_id=lost.set_id, old_id=lost.set_id)
-            for build in (self._lookup_set, self._refresh_set, self._work_set):
+            for build in (self._lookup_set, self._refresh_set, self._sequence_set, self._work_set):
                 parts, purpose = build(session, sess, company, config, counts)
                 if parts:
                     return self._open_set(session, sess, purpose, parts, counts)
@@ -555,6 +597,11 @@ class WebConnectorService:
             for row in rows:
                 if len(parts) >= config.requests_per_set:
                     break
+                if row.operation != "create":
+                    # An update or a void is sent again: repeating it changes nothing more (see above).
+                    row.state, row.claim_token = PostingState.PENDING, None
+                    counts["recovered_resend"] += 1
+                    continue
                 doc = Document.model_validate(row.document)
                 if not doc.doc_number:
                     # Nothing to look it up by: a person must check QuickBooks before it is sent again.
@@ -594,6 +641,54 @@ class WebConnectorService:
             parts.append(_Part(element, {"what": "query", "list": name}))
         return parts, "refresh"
 
+    def _sequence_set(
+        self, session: Session, sess: QbwcSession, company: QbdCompanyFile, config: QbdConfig, counts: Counter[str]
+    ) -> tuple[list[_Part], str]:
+        """TxnID queries for the documents whose update met a stale EditSequence: their current one is read."""
+        rows = session.scalars(
+            select(Posting)
+            .where(
+                Posting.books_id == sess.books_id,
+                Posting.state == PostingState.PENDING,
+                Posting.operation == "update",
+                Posting.error_code == str(STALE_EDIT_SEQUENCE),
+            )
+            .order_by(Posting.id)
+            .limit(config.requests_per_set)
+        ).all()
+        parts: list[_Part] = []
+        for row in rows:
+            txn_id, _sequence = _target(session, row)
+            if not txn_id:
+                _fail(session, row, "the document to update is no longer bound in ledgerlink", "unbound")
+                counts["failed"] += 1
+                continue
+            doc = Document.model_validate(row.document)
+            parts.append(
+                _Part(txn_query(txn_object(doc.kind), "0", txn_ids=[txn_id]), {"what": "sequence", "id": row.id})
+            )
+        return parts, "lookup"
+
+    def _change_request(
+        self, session: Session, row: Posting, doc: Document, have: dict[str, str], config: QbdConfig
+    ) -> etree._Element:
+        """The request for a posting: …Add for a create; …Mod or TxnVoid/TxnDel on the document it is bound to."""
+        if row.operation == "create":
+            return document_add(doc, "0", linked=have, tax_item=config.tax_item_name)
+        txn_id, edit_sequence = _target(session, row)
+        if not txn_id:
+            raise MappingError(
+                f"cannot {row.operation} {doc.kind} {doc.doc_number}: ledgerlink has no QuickBooks document bound "
+                "to it",
+                order=doc.order_number,
+                field="binding",
+            )
+        if row.operation == "void":
+            return removal(txn_object(doc.kind), txn_id, "0", delete=config.remove_with == "delete")
+        return document_mod(
+            doc, "0", txn_id=txn_id, edit_sequence=edit_sequence or "", linked=have, tax_item=config.tax_item_name
+        )
+
     def _work_set(
         self, session: Session, sess: QbwcSession, company: QbdCompanyFile, config: QbdConfig, counts: Counter[str]
     ) -> tuple[list[_Part], str]:
@@ -628,7 +723,7 @@ class WebConnectorService:
         waiting: set[int] = set()
         while len(master_parts) + len(doc_parts) < limit:
             room = limit - len(master_parts) - len(doc_parts)
-            rows = _ready_postings(session, sess.books_id, room, self.clock(), exclude=waiting)
+            rows = _ready_postings(session, sess.books_id, room, self.clock(), exclude=waiting, fresh_only=True)
             if not rows:
                 break
             linked = _linked_remote_ids(session, rows)
@@ -639,18 +734,14 @@ class WebConnectorService:
                     waiting.add(row.id)  # e.g. a credit application whose credit memo goes out first
                     continue
                 try:
-                    if row.operation != "create":
-                        raise MappingError(
-                            f"{row.operation} of Desktop documents is not supported yet", order=doc.order_number
-                        )
-                    element = document_add(doc, "0", linked=have, tax_item=config.tax_item_name)
+                    element = self._change_request(session, row, doc, have, config)
                 except MappingError as exc:
                     _fail(session, row, exc.detail, "mapping")
                     counts["failed"] += 1
                     continue
                 # Claimed in this transaction, so the next pick skips it; `_open_set` stamps the set id.
                 row.state = PostingState.SENDING
-                needs_tax_item = needs_tax_item or bool(doc.tax_total)
+                needs_tax_item = needs_tax_item or (row.operation != "void" and bool(doc.tax_total))
                 doc_parts.append(_Part(element, {"what": "posting", "id": row.id}))
             session.flush()
         if needs_tax_item:
@@ -715,7 +806,7 @@ class WebConnectorService:
         counts: Counter[str],
     ) -> None:
         entries = list(mset.requests)
-        posting_ids = [e["id"] for e in entries if e["what"] in ("posting", "lookup")]
+        posting_ids = [e["id"] for e in entries if e["what"] in ("posting", "lookup", "sequence")]
         postings = {p.id: p for p in _postings(session, posting_ids, claim=None)}
         master_ids = [e["id"] for e in entries if e["what"] in ("customer", "item")]
         masters = {
@@ -740,6 +831,10 @@ class WebConnectorService:
                 row = postings.get(entry["id"])
                 if row is not None and row.state == PostingState.SENDING:
                     self._bind_lookup(session, mset, row, got, counts)
+            elif what == "sequence":
+                row = postings.get(entry["id"])
+                if row is not None and row.state == PostingState.PENDING and got is not None:
+                    self._bind_sequence(session, row, got, counts)
             elif what in ("customer", "item"):
                 record = masters.get(entry["id"])
                 if record is not None and record.state == "sending":
@@ -775,20 +870,98 @@ class WebConnectorService:
     def _bind_posting(
         self, session: Session, mset: QbdMessageSet, row: Posting, got: Answer, counts: Counter[str]
     ) -> None:
+        if row.operation == "void":
+            self._bind_removal(session, mset, row, got, counts)
+            return
+        if row.operation == "update" and got.code == STALE_EDIT_SEQUENCE:
+            counts["stale_edit_sequence"] += 1
+            if row.attempts < MAX_STALE_ATTEMPTS:
+                # Read the document's EditSequence again (`_sequence_set`), then send the Mod again.
+                row.state, row.claim_token = PostingState.PENDING, None
+                row.error, row.error_code = f"QuickBooks: {got.describe()}", str(STALE_EDIT_SEQUENCE)
+                return
+            doc_ref = ref_number(row.doc_number) if row.doc_number else f"#{row.id}"
+            _fail(
+                session,
+                row,
+                f"QuickBooks Desktop kept refusing the change to {row.kind} {doc_ref} as out of date "
+                f"({row.attempts} tries): someone may be editing it in QuickBooks; retry the order later",
+                str(got.code),
+            )
+            counts["failed"] += 1
+            return
         ret = got.ret
         if got.ok and ret is not None and ret.txn_id:
             note = "" if got.code == 0 else f"QuickBooks warned: {got.describe()}"
             _mark_posted(session, row, ret.txn_id, ret.edit_sequence, ret.total, bound=False, note=note)
+            _rebind(session, row)
             _record_txn(session, row.books_id, ret, row.id, mset.set_id)
             _observe_posted(session, row)
-            counts["posted"] += 1
-            counts[f"posted_{row.kind}"] += 1
+            if row.operation == "update":
+                counts["updated"] += 1
+            else:
+                counts["posted"] += 1
+                counts[f"posted_{row.kind}"] += 1
         else:
             doc_ref = ref_number(row.doc_number) if row.doc_number else f"#{row.id}"
             _fail(session, row, f"QuickBooks Desktop refused {row.kind} {doc_ref}: {got.describe()}", str(got.code))
             counts["failed"] += 1
             return
         _settle_order(session, row.order_id)
+
+    def _bind_removal(
+        self, session: Session, mset: QbdMessageSet, row: Posting, got: Answer, counts: Counter[str]
+    ) -> None:
+        """A TxnVoid or TxnDel answered: done (and done already, when QuickBooks no longer has the document)."""
+        txn_id, _sequence = _target(session, row)
+        doc_ref = ref_number(row.doc_number) if row.doc_number else f"#{row.id}"
+        if got.code not in (0, NOT_FOUND) or not txn_id:
+            _fail(
+                session,
+                row,
+                f"QuickBooks Desktop refused to void {row.kind} {doc_ref}: {got.describe()}",
+                str(got.code),
+            )
+            counts["failed"] += 1
+            return
+        deleted = got.rs == "TxnDelRs" or got.code == NOT_FOUND
+        note = "" if got.code == 0 else f"QuickBooks no longer has it ({got.describe()})"
+        _mark_posted(session, row, txn_id, None, Decimal(0), bound=False, note=note)
+        _rebind(session, row)
+        for txn in session.scalars(
+            select(QbdTransaction).where(QbdTransaction.books_id == row.books_id, QbdTransaction.txn_id == txn_id)
+        ):
+            if deleted:
+                session.delete(txn)
+            else:
+                txn.total, txn.memo, txn.set_id = Decimal(0), f"VOID: {txn.memo}", mset.set_id
+        counts["deleted" if deleted else "voided"] += 1
+        _settle_order(session, row.order_id)
+
+    def _bind_sequence(self, session: Session, row: Posting, got: Answer, counts: Counter[str]) -> None:
+        """The document's current EditSequence: stored on its binding, and the update goes out again."""
+        if row.error_code != str(STALE_EDIT_SEQUENCE):
+            return
+        ret = got.ret
+        doc_ref = ref_number(row.doc_number) if row.doc_number else f"#{row.id}"
+        if got.code == 0 and ret is not None and ret.edit_sequence:
+            binding = _bindings(session, row.order_id).get(row.role)
+            if binding is not None and binding.remote_id == ret.txn_id:
+                binding.sync_token = ret.edit_sequence
+            row.error_code = ""
+            counts["edit_sequences_refreshed"] += 1
+            return
+        if got.code in (1, NOT_FOUND):
+            _fail(
+                session,
+                row,
+                f"QuickBooks Desktop no longer has {row.kind} {doc_ref} (deleted there?): it cannot be updated; "
+                "retry the order to post it again",
+                str(got.code),
+            )
+        else:
+            _fail(session, row, f"reading {row.kind} {doc_ref} again failed: {got.describe()}", str(got.code))
+        counts["failed"] += 1
 
     def _bind_lookup(
         self, session: Session, mset: QbdMessageSet, row: Posting, got: Answer | None, counts: Counter[str]
@@ -950,10 +1123,17 @@ def _refresh_due(company: QbdCompanyFile, config: QbdConfig, now: datetime) -> b
 
 
 def _ready_postings(
-    session: Session, books_id: int, limit: int, now: datetime, *, exclude: Collection[int] = ()
+    session: Session,
+    books_id: int,
+    limit: int,
+    now: datetime,
+    *,
+    exclude: Collection[int] = (),
+    fresh_only: bool = False,
 ) -> Sequence[Posting]:
     """Pending postings due now whose dependency is posted, oldest first: customers and items come before in
-    the set, a sales order is posted before its invoice is picked, an invoice before its payment."""
+    the set, a sales order is posted before its invoice is picked, an invoice before its payment. With
+    `fresh_only`, updates waiting for their EditSequence to be read again are left out."""
     dep = aliased(Posting)
     query = (
         select(Posting)
@@ -971,6 +1151,8 @@ def _ready_postings(
     )
     if exclude:
         query = query.where(Posting.id.not_in(list(exclude)))
+    if fresh_only:
+        query = query.where(Posting.error_code != str(STALE_EDIT_SEQUENCE))
     return session.scalars(query).all()
 
 
@@ -1001,22 +1183,28 @@ def _postings(session: Session, ids: Iterable[int], *, claim: str | None) -> lis
 
 
 def _linked_remote_ids(session: Session, rows: Sequence[Posting]) -> dict[tuple[int, int], dict[str, str]]:
-    """TxnIDs of the posted documents these postings link to (same order and revision), by role."""
+    """TxnIDs of the documents these postings link to, by role: each role's live binding in the books (its
+    newest posted create or update, of any revision: a payment taken later applies to the invoice posted
+    before the order changed)."""
     wanted = {(r.order_id, r.revision) for r in rows if r.document.get("links")}
     if not wanted:
         return {}
-    found: dict[tuple[int, int], dict[str, str]] = {}
+    live: dict[int, dict[str, str]] = {}
     order_ids = sorted({order_id for order_id, _ in wanted})
     for start in range(0, len(order_ids), _IN_CHUNK):
         result = session.execute(
-            select(Posting.order_id, Posting.revision, Posting.role, Posting.remote_id).where(
-                Posting.order_id.in_(order_ids[start : start + _IN_CHUNK]), Posting.state == PostingState.POSTED
+            select(Posting.order_id, Posting.role, Posting.remote_id)
+            .where(
+                Posting.order_id.in_(order_ids[start : start + _IN_CHUNK]),
+                Posting.state == PostingState.POSTED,
+                Posting.operation != "void",
             )
+            .order_by(Posting.id)
         )
-        for order_id, revision, role, remote_id in result:
-            if (order_id, revision) in wanted and remote_id:
-                found.setdefault((order_id, revision), {})[role] = remote_id
-    return found
+        for order_id, role, remote_id in result:
+            if remote_id:
+                live.setdefault(order_id, {})[role] = remote_id
+    return {(order_id, revision): live[order_id] for order_id, revision in wanted if order_id in live}
 
 
 def _fail(session: Session, row: Posting, message: str, code: str) -> None:
@@ -1148,6 +1336,9 @@ def _tax_account(session: Session, books_id: int) -> str | None:
 
 def _summary(counts: Counter[str]) -> str:
     parts = [f"{counts.get('posted', 0)} documents posted"]
+    changed = [f"{counts[k]} {k}" for k in ("updated", "voided", "deleted") if counts.get(k)]
+    if changed:
+        parts.append(", ".join(changed))
     if counts.get("failed"):
         parts.append(f"{counts['failed']} refused (see Sync Activity in ledgerlink)")
     added = counts.get("customers_added", 0) + counts.get("items_added", 0)

@@ -15,8 +15,12 @@ One `ReverseSync.run(connection_id)` (a ShipStation channel connection whose set
 3. **Cursor**: advanced only after the window's sales are recorded.
 4. **Shipments**: `GET /shipments` from the shipments cursor (or `on_ship_notify(resource_url)` for a
    SHIP_NOTIFY webhook) → for our orders, a `reverse_shipments` row is written (`writing`) before the sparse
-   update of TrackingNum/ShipDate/ShipMethodRef on the QuickBooks sale (Id + SyncToken; 5010 → re-read and
-   retry) and marked `written` after; a shipment already written is never written again.
+   update of TrackingNum/ShipDate/ShipMethodRef (and, with `write_shipping_cost`, the label cost as a line of
+   the PrivateNote) on the QuickBooks sale (Id + SyncToken; 5010 → re-read and retry) and marked `written`
+   after; a shipment already written is never written again.
+
+`send_one(connection_id, entity, doc_number)` is the settings' "Test with one sale": the same recording and
+upsert for one sale chosen by its number, so the scheduled sync later finds it already sent.
 """
 
 from __future__ import annotations
@@ -25,7 +29,7 @@ import logging
 from collections import Counter
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import UTC, date, datetime, timedelta
 from decimal import Decimal
 from typing import Any
@@ -36,7 +40,7 @@ from sqlalchemy.orm import Session
 
 from ledgerlink.books.qbo.adapter import QboBooks
 from ledgerlink.books.qbo.cdc import CdcReader, Change
-from ledgerlink.books.qbo.client import QboClient, WindowPacer, one_of
+from ledgerlink.books.qbo.client import QboClient, WindowPacer, equals, one_of
 from ledgerlink.books.qbo.client import select as qbo_select
 from ledgerlink.channels.shipstation import ShipStationChannel, parse_pacific
 from ledgerlink.channels.shipstation_outbound import MAX_BULK_ORDERS, CreateResult, ShipStationOutbound
@@ -46,9 +50,11 @@ from ledgerlink.domain.reverse import (
     CustomerInfo,
     FromBooksSettings,
     ItemInfo,
+    SaleType,
     ShipmentFacts,
     cancelled,
     is_voided,
+    note_with_cost,
     order_key,
     shipment_facts,
     to_shipstation,
@@ -89,6 +95,19 @@ class ReverseReport:
     @property
     def ok(self) -> bool:
         return not self.error and not self.failures
+
+
+@dataclass(frozen=True)
+class TestSend:
+    """What "Test with one sale" did: `ok`, a sentence for the page, and the ShipStation order as stored there."""
+
+    ok: bool
+    message: str
+    doc_number: str = ""
+    order_key: str = ""
+    order_status: str = ""
+    shipstation_order_id: int | None = None
+    order_total: Decimal | None = None
 
 
 @dataclass
@@ -181,6 +200,50 @@ class ReverseSync:
             report.error = str(exc)
         return report
 
+    def send_one(self, connection_id: int, entity: str, doc_number: str) -> TestSend:
+        """Send one QuickBooks sale, found by its number, to ShipStation now ("Test with one sale").
+
+        The sale is recorded and upserted exactly as the sync does it, so the next sync does not send it again
+        (unless it changes); the filters by type and class apply, and a refusal is said in words.
+        """
+        number = doc_number.strip()
+        if entity not in {t.value for t in SaleType if not t.desktop_only}:
+            return TestSend(False, f"{entity or 'That type'} cannot be read from QuickBooks Online.")
+        if not number:
+            return TestSend(False, "Enter the number of a sale in QuickBooks.")
+        report = ReverseReport()
+        try:
+            with self._context(connection_id) as ctx:
+                rows = ctx.client.query(qbo_select(entity, equals("DocNumber", number)))
+                if not rows:
+                    return TestSend(False, f"QuickBooks has no {_words(entity)} numbered {number}.", number)
+                row = rows[0]
+                change = Change(entity, str(row.get("Id") or ""), False, row, None)
+                key = order_key(ctx.realm_id, entity, change.id)
+                sends = self._handle(ctx, [change], report)
+                if sends:
+                    self._send(ctx, sends, report)
+        except LedgerlinkError as exc:
+            return TestSend(False, f"Nothing was sent: {exc}", number)
+        return self._test_outcome(connection_id, key, number, entity, report)
+
+    def _test_outcome(self, connection_id: int, key: str, number: str, entity: str, report: ReverseReport) -> TestSend:
+        with self.db.session(readonly=True) as session:
+            row = _load_rows(session, connection_id, [key]).get(key)
+        what = f"{_words(entity).capitalize()} {number}"
+        if row is None:
+            return TestSend(False, f"{what} was not sent: {_why(report) or 'it is not one of the sales chosen'}.")
+        facts = TestSend(False, "", number, key, row.order_status, row.shipstation_order_id, row.total)
+        if report.counts["created"] or report.counts["updated"]:
+            done = "created" if report.counts["created"] else "updated"
+            status = row.order_status.replace("_", " ")
+            return replace(facts, ok=True, message=f"{what} was {done} in ShipStation as {status}.")
+        if report.counts["unchanged"] and row.state in (ReverseState.SENT, ReverseState.SHIPPED):
+            status = row.order_status.replace("_", " ") or row.state
+            message = f"{what} is already in ShipStation ({status}), unchanged since it was sent."
+            return replace(facts, ok=True, message=message)
+        return replace(facts, message=f"{what} was not sent: {_why(report) or row.detail or row.state}.")
+
     # -- set-up ---------------------------------------------------------------------------------------------
 
     @contextmanager
@@ -235,8 +298,11 @@ class ReverseSync:
         pending: dict[str, _Send] = {}
         self._resume(ctx, pending, report)
         since = self._changes_cursor(ctx)
+        entities = ctx.settings.online_entities
+        if not entities:
+            raise LedgerlinkError("Sales Orders exist only in QuickBooks Desktop: choose another transaction type")
         for _ in range(MAX_WINDOWS_PER_RUN):
-            batch = ctx.reader.read(ctx.settings.entities, since)
+            batch = ctx.reader.read(entities, since)
             report.counts["cdc_windows"] += 1
             if batch.lookback_clamped:
                 report.refusals.append(
@@ -596,6 +662,7 @@ class ReverseSync:
                 carrier_code=shipment.carrier_code,
                 service_code=shipment.service_code,
                 ship_date=date.fromisoformat(shipment.ship_date) if shipment.ship_date else None,
+                shipment_cost=self._cost_again(ctx, order, shipment.shipment_id),
             )
             report.counts["shipments_retried"] += 1
             self._write_back(ctx, order, fact, report)
@@ -607,7 +674,7 @@ class ReverseSync:
             # Another run recorded this shipment at the same moment: it writes it.
             report.counts["shipments_known"] += 1
             return
-        if not ctx.settings.write_tracking:
+        if not (ctx.settings.write_tracking or ctx.settings.write_shipping_cost):
             self._shipment_state(ctx, fact, "skipped", "tracking write-back is off")
             report.counts["shipments_not_written"] += 1
             return
@@ -627,6 +694,10 @@ class ReverseSync:
             report.failures.append((order.doc_number, f"tracking not written to QuickBooks: {exc}"))
             report.counts["shipments_failed"] += 1
             return
+        if token is None:
+            self._shipment_state(ctx, fact, "skipped", "nothing to write: tracking write-back is off, no label cost")
+            report.counts["shipments_not_written"] += 1
+            return
         with self.db.session() as session:
             written = self._shipment_row(session, ctx, fact)
             written.state = "written"
@@ -634,6 +705,17 @@ class ReverseSync:
             written.detail = ""
             session.get_one(ReverseOrder, order.id).own_sync_token = token
         report.counts["shipments_written"] += 1
+
+    @staticmethod
+    def _cost_again(ctx: _Context, order: ReverseOrder, shipment_id: int) -> Decimal | None:
+        """A retried shipment's label cost, read from ShipStation again (only the write-back needing it asks)."""
+        if not ctx.settings.write_shipping_cost or order.shipstation_order_id is None:
+            return None
+        for raw in ctx.outbound.shipments_of_order(order.shipstation_order_id):
+            fact = shipment_facts(raw)
+            if fact is not None and fact.shipment_id == shipment_id:
+                return fact.shipment_cost
+        return None
 
     def _shipment_row(self, session: Session, ctx: _Context, fact: ShipmentFacts) -> ReverseShipment:
         return session.scalars(
@@ -677,14 +759,18 @@ class ReverseSync:
             row.order_status = "shipped"
             row.tracking_number = fact.tracking_number[:100]
 
-    def _update_sale(self, ctx: _Context, order: ReverseOrder, fact: ShipmentFacts) -> str:
-        """The sparse update on the sale; on a stale SyncToken (5010) read it again and retry."""
+    def _update_sale(self, ctx: _Context, order: ReverseOrder, fact: ShipmentFacts) -> str | None:
+        """The sparse update on the sale; on a stale SyncToken (5010) read it again and retry.
+
+        Returns the sale's SyncToken after it, or None when the settings leave nothing to write."""
         path = f"{order.entity.lower()}/{order.qbo_id}"
         current = ctx.client.get(path).get(order.entity)
         for attempt in range(STALE_RETRIES + 1):
             if not isinstance(current, Mapping):
                 raise PermanentError(f"QuickBooks Online has no {order.entity} {order.qbo_id} any more")
-            body = tracking_update(order.qbo_id, str(current.get("SyncToken") or "0"), fact)
+            body = _write_back_body(order.qbo_id, current, fact, ctx.settings)
+            if body is None:
+                return None
             if all(current.get(k) == v for k, v in body.items() if k not in ("Id", "SyncToken", "sparse")):
                 return str(current.get("SyncToken") or "")  # already written (a crash after the update)
             try:
@@ -710,6 +796,39 @@ class ReverseSync:
             row = ReverseCursor(connection_id=connection_id)
             session.add(row)
         return row
+
+
+def _write_back_body(
+    doc_id: str, current: Mapping[str, Any], fact: ShipmentFacts, settings: FromBooksSettings
+) -> dict[str, Any] | None:
+    """The sparse update the settings ask for: tracking fields, the label cost in the memo, both, or nothing."""
+    token = str(current.get("SyncToken") or "0")
+    note = None
+    if settings.write_shipping_cost:
+        note = note_with_cost(str(current.get("PrivateNote") or ""), fact)
+    if settings.write_tracking:
+        return tracking_update(doc_id, token, fact, private_note=note)
+    if note is None:
+        return None
+    return {"Id": doc_id, "SyncToken": token, "sparse": True, "PrivateNote": note}
+
+
+_WORDS = {"SalesReceipt": "sales receipt", "Invoice": "invoice", "Estimate": "estimate", "SalesOrder": "sales order"}
+
+
+def _words(entity: str) -> str:
+    return _WORDS.get(entity, entity)
+
+
+def _why(report: ReverseReport) -> str:
+    found = report.failures or report.refusals
+    if found:
+        return found[0][1]
+    if report.counts["filtered"]:
+        return "its type or QuickBooks class is not one of those chosen"
+    if report.counts["ignored"]:
+        return "it is voided or deleted in QuickBooks"
+    return ""
 
 
 def _newer(change: Change, other: Change) -> bool:

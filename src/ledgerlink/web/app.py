@@ -22,6 +22,7 @@ STATIC = Path(__file__).parent / "static"
 def create_app(application: App) -> FastAPI:
     """The web app over one `App` (database, secret box, adapters)."""
     from ledgerlink.web.routes import ROUTERS
+    from ledgerlink.web.routes import rules as rules_pages
 
     web = FastAPI(
         title="ledgerlink",
@@ -43,6 +44,7 @@ def create_app(application: App) -> FastAPI:
         https_only=application.settings.session_https_only,
     )
     web.mount("/static", StaticFiles(directory=str(STATIC)), name="static")
+    web.include_router(rules_pages.router)  # before settings' /settings/{id}/{page}, which would take …/rules
     for router in ROUTERS:
         web.include_router(router)
     web.include_router(metrics_router(application.db))  # Prometheus: /metrics

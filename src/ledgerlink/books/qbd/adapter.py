@@ -9,7 +9,8 @@ session recorded (the `DesktopLedger` port, kept in the database by `sync/qbwc.p
 * `ensure()` calls nothing: it queues the customer and item adds and returns a catalog in which the new
   records exist with their FullName as id, so planning resolves; qbXML refers to them by FullName and
   QuickBooks resolves them as it runs the message set in order.
-* `push()` refuses: the engine leaves Desktop postings pending and the Web Connector collects them.
+* `push()` refuses: the engine leaves Desktop postings pending and the Web Connector collects them — creates
+  as …Add, updates as …Mod (TxnID + EditSequence), voids as TxnVoid or TxnDel (`QbdConfig.remove_with`).
 * `find()` looks a document up among the transactions QuickBooks reported back.
 """
 
@@ -18,7 +19,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from dataclasses import dataclass, field, replace
 from decimal import Decimal
-from typing import Any, ClassVar, Protocol
+from typing import Any, ClassVar, Literal, Protocol
 
 from pydantic import BaseModel, ConfigDict, Field
 
@@ -54,6 +55,9 @@ class QbdConfig(BaseModel):
     page_size: int = Field(default=500, ge=10, le=5000, description="MaxReturned of list iterators")
     lists_max_age_hours: float = Field(default=24.0, ge=0)
     tax_item_name: str = Field(default=DEFAULT_TAX_ITEM, min_length=1, max_length=31)
+    # How a document the order no longer has leaves the company file: voided (kept at zero, the audit trail
+    # stays) or deleted. Sales orders and received payments cannot be voided through qbXML: always deleted.
+    remove_with: Literal["void", "delete"] = "void"
 
 
 @dataclass(frozen=True, slots=True)

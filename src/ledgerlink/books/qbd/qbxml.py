@@ -53,6 +53,10 @@ TXN_OBJECTS: dict[DocumentKind, str] = {
     DocumentKind.PAYMENT: "ReceivePayment",
 }
 _HAS_AR = frozenset({"Invoice", "CreditMemo", "ReceivePayment"})
+# TxnVoidType of the sales side (qbXML's enumeration has no SalesOrder, Estimate or ReceivePayment: those can
+# only be deleted); TxnDelType accepts all of ours.
+VOIDABLE = frozenset({"SalesReceipt", "Invoice", "CreditMemo"})
+DELETABLE = frozenset({"SalesReceipt", "Invoice", "CreditMemo", "SalesOrder", "Estimate", "ReceivePayment"})
 
 
 class QbXmlError(ValueError):
@@ -462,11 +466,31 @@ def _payment(doc: Document, request_id: str, linked: Mapping[str, str], mod: tup
 
 
 def txn_void(txn_type: str, txn_id: str, request_id: str) -> etree._Element:
-    """TxnVoidRq: TxnVoidType, TxnID."""
+    """TxnVoidRq: TxnVoidType, TxnID (no EditSequence: a void applies to whatever version is there)."""
+    if txn_type not in VOIDABLE:
+        raise MappingError(f"QuickBooks Desktop cannot void a {txn_type} through qbXML; it is deleted", field="kind")
     rq = request("TxnVoid", request_id)
     _add(rq, "TxnVoidType", txn_type)
     _add(rq, "TxnID", txn_id)
     return rq
+
+
+def txn_del(txn_type: str, txn_id: str, request_id: str) -> etree._Element:
+    """TxnDelRq: TxnDelType, TxnID. The transaction is gone from the company file (no audit copy)."""
+    if txn_type not in DELETABLE:
+        raise MappingError(f"QuickBooks Desktop cannot delete a {txn_type} through qbXML", field="kind")
+    rq = request("TxnDel", request_id)
+    _add(rq, "TxnDelType", txn_type)
+    _add(rq, "TxnID", txn_id)
+    return rq
+
+
+def removal(txn_type: str, txn_id: str, request_id: str, *, delete: bool = False) -> etree._Element:
+    """How a posted document leaves the books: TxnVoidRq (kept at zero, the audit trail stays), or TxnDelRq when
+    `delete` is asked or qbXML cannot void that type (sales orders, estimates, received payments)."""
+    if delete or txn_type not in VOIDABLE:
+        return txn_del(txn_type, txn_id, request_id)
+    return txn_void(txn_type, txn_id, request_id)
 
 
 # -- queries ---------------------------------------------------------------------------------------------------

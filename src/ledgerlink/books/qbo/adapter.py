@@ -43,6 +43,7 @@ from ledgerlink.books.qbo.mapping import (
     missing_links,
     ref_id,
     remote_doc,
+    shipment_update,
     to_qbo,
 )
 from ledgerlink.domain.catalog import (
@@ -57,7 +58,7 @@ from ledgerlink.domain.catalog import (
     NewItem,
     fold,
 )
-from ledgerlink.domain.documents import Document, DocumentKind
+from ledgerlink.domain.documents import Document, DocumentKind, UpdateScope
 from ledgerlink.domain.errors import MappingError, PermanentError, RetryableError
 from ledgerlink.jsonwire import dumps
 
@@ -408,6 +409,12 @@ class QboBooks:
 
     def _batch_item(self, request: PushRequest, company: CompanyFacts) -> dict[str, Any]:
         doc = request.document
+        if request.operation is Operation.UPDATE and doc.scope is UpdateScope.SHIPMENT:
+            # Tracking only: the rest of the document stays as QuickBooks has it (the merchant may have edited it).
+            return {
+                "operation": "update",
+                str(doc.kind): {**shipment_update(doc), **self._identity(request), "sparse": True},
+            }
         linked = dict(request.linked)
         missing = missing_links(doc, linked)
         if missing:

@@ -14,7 +14,16 @@ from typing import Any
 
 from ledgerlink.books.base import RemoteDoc
 from ledgerlink.domain.catalog import CompanyFacts, NewCustomer, NewItem
-from ledgerlink.domain.documents import DocLine, Document, DocumentKind, LineKind, Ref
+from ledgerlink.domain.documents import (
+    MAX_SHIP_METHOD,
+    MAX_TRACKING_NUM,
+    DocLine,
+    Document,
+    DocumentKind,
+    LineKind,
+    Ref,
+    Shipment,
+)
 from ledgerlink.domain.errors import MappingError
 from ledgerlink.domain.money import cents
 from ledgerlink.domain.order import Address
@@ -38,6 +47,8 @@ NUMBERED_KINDS = frozenset(
 _DEPOSITS = frozenset({DocumentKind.SALES_RECEIPT, DocumentKind.PAYMENT, DocumentKind.REFUND_RECEIPT})
 _RECEIVABLES = frozenset({DocumentKind.INVOICE, DocumentKind.PAYMENT, DocumentKind.CREDIT_MEMO})
 _PAID_WITH = frozenset({DocumentKind.SALES_RECEIPT, DocumentKind.PAYMENT, DocumentKind.REFUND_RECEIPT})
+# The documents that carry TrackingNum, ShipDate and ShipMethodRef (the sale the goods went out on).
+SHIPPED_KINDS = frozenset({DocumentKind.SALES_RECEIPT, DocumentKind.INVOICE})
 _SALE_LINE_KINDS = frozenset({LineKind.ITEM, LineKind.SHIPPING, LineKind.FEE, LineKind.TAX, LineKind.ADJUSTMENT})
 _NO_LINKS: Mapping[str, str] = MappingProxyType({})
 
@@ -94,7 +105,33 @@ def to_qbo(doc: Document, *, linked: Mapping[str, str] = _NO_LINKS, company: Com
         links = [link for link in doc.links if link.role == "sales_order"]
         if links:
             body["LinkedTxn"] = [_linked_txn(linked.get("sales_order"), "Estimate")]
+    if doc.kind in SHIPPED_KINDS and doc.shipment is not None:
+        body.update(shipment_fields(doc.shipment))
     return body
+
+
+def shipment_fields(shipment: Shipment) -> dict[str, Any]:
+    """TrackingNum, ShipDate and ShipMethodRef of a sale. QuickBooks has no list of ship methods: the
+    reference is the carrier's name as text."""
+    body: dict[str, Any] = {"TrackingNum": shipment.tracking_number[:MAX_TRACKING_NUM]}
+    if shipment.ship_date is not None:
+        body["ShipDate"] = shipment.ship_date.isoformat()
+    carrier = shipment.carrier.strip()[:MAX_SHIP_METHOD]
+    if carrier:
+        body["ShipMethodRef"] = {"value": carrier, "name": carrier}
+    return body
+
+
+def shipment_update(doc: Document) -> dict[str, Any]:
+    """The body of a shipment-only sparse update (without Id, SyncToken and `sparse`, which the adapter adds):
+    only the tracking fields, so nothing else of the document in QuickBooks is touched."""
+    if doc.kind not in SHIPPED_KINDS or doc.shipment is None:
+        raise MappingError(
+            f"{doc.kind} {doc.doc_number} carries no shipment to write",
+            order=doc.order_number,
+            field="shipment",
+        )
+    return shipment_fields(doc.shipment)
 
 
 def _payment(doc: Document, linked: Mapping[str, str], company: CompanyFacts) -> dict[str, Any]:

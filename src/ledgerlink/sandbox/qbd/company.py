@@ -7,6 +7,12 @@ What it reproduces (qbXML 13.0, see reference/external-apis.md §2):
   * status codes: 0 OK, 1 no match (queries), 3070 string too long, 3100 name not unique, 3120 object not
     found, 3140 invalid reference, 3180 error saving (payment above the open balance), 3200 stale
     EditSequence; `onError` stopOnError / continueOnError;
+  * Mods as QuickBooks runs them: TxnID + EditSequence (3200 when another change came in between, and
+    applying a payment or linking an invoice changes the EditSequence of the invoice or sales order too),
+    lines replaced by the …LineMod list (TxnLineID -1 adds, an existing id changes, unnamed lines go), an
+    invoice never below what is applied to it (3180), each request all or nothing;
+  * TxnVoid (SalesReceipt, Invoice, CreditMemo: amounts to zero, "VOID:" memo, kept) and TxnDel (also
+    SalesOrder, Estimate, ReceivePayment: gone; a second delete is 3120), undoing payment applications;
   * queries by ListID, FullName, TxnID and RefNumber, MaxReturned, ActiveStatus, and iterators
     (iterator="Start" / "Continue", iteratorID, iteratorRemainingCount);
   * message-set error recovery: the answer to each `newMessageSetID` is kept with a checksum of its request;
@@ -24,7 +30,7 @@ import itertools
 import threading
 from collections import Counter
 from collections.abc import Callable, Iterable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime, timedelta
 from decimal import ROUND_HALF_UP, Decimal, InvalidOperation
 from typing import Any
@@ -165,6 +171,7 @@ class QbdCompany:
         self.lists: dict[str, ListObject] = {}
         self.by_name: dict[tuple[str, str], ListObject] = {}
         self.txns: dict[str, Txn] = {}
+        self.deleted: dict[str, Txn] = {}  # TxnDel'd transactions, for tests (QuickBooks keeps no copy)
         self.kept: dict[str, tuple[str, str]] = {}  # message set id → (checksum of the requests, answer)
         self.iterators: dict[str, _Iterator] = {}
         self.stats: Counter[str] = Counter()
@@ -304,6 +311,8 @@ class QbdCompany:
             return 0, "Status OK", [self._txn_ret(self._txn_mod(name.removesuffix("Mod"), body), lines=True)]
         if name == "TxnVoid":
             return 0, "Status OK", self._void(rq)
+        if name == "TxnDel":
+            return 0, "Status OK", self._delete(rq)
         if name.endswith("Query"):
             return self._query(name.removesuffix("Query"), rq, rs)
         raise _Refusal(3250, f"ledgerlink's stand-in does not run {name} requests")
@@ -439,17 +448,60 @@ class QbdCompany:
         if txn is None or txn.kind != kind:
             raise _Refusal(3120, f'Object "{txn_id}" specified in the request cannot be found.')
         self._check_sequence(txn.edit_sequence, body.findtext("EditSequence") or "")
-        if body.find("CustomerRef") is not None:
-            txn.customer = self._ref(body.find("CustomerRef"), _ENTITY, "Customer", kind)
-        if kind == "ReceivePayment":
-            for invoice, amount in txn.applied_to:
-                invoice.applied = _cents(invoice.applied - amount)
-            for credit, invoice, used in txn.credits:
-                credit.applied, invoice.applied = _cents(credit.applied - used), _cents(invoice.applied - used)
-            txn.applied_to, txn.credits = [], []
-        self._fill(txn, body, adding=False)
+        # A request is all or nothing: a refusal half-way leaves the transaction as it was.
+        saved = replace(
+            txn,
+            refs=dict(txn.refs),
+            lines=list(txn.lines),
+            applied_to=list(txn.applied_to),
+            credits=list(txn.credits),
+            linked=list(txn.linked),
+        )
+        try:
+            if body.find("CustomerRef") is not None:
+                txn.customer = self._ref(body.find("CustomerRef"), _ENTITY, "Customer", kind)
+            if kind == "ReceivePayment":
+                self._unapply(txn)
+            self._fill(txn, body, adding=False)
+            if kind == "Invoice" and txn.total < txn.applied:
+                raise _Refusal(
+                    3180,
+                    "There was an error when saving an Invoice. QuickBooks error message: The invoice total "
+                    f"{txn.total} is less than the payments and credits applied to it ({txn.applied}).",
+                )
+        except _Refusal:
+            if kind == "ReceivePayment":
+                self._unapply(txn)
+            for name in ("customer", "txn_date", "ref_number", "memo", "refs", "lines", "subtotal", "tax", "total"):
+                setattr(txn, name, getattr(saved, name))
+            if kind == "ReceivePayment":
+                txn.applied_to, txn.credits = saved.applied_to, saved.credits
+                self._reapply(txn)
+            raise
         txn.edit_sequence, txn.modified = self._edit_sequence(), self._tick()
         return txn
+
+    def _unapply(self, txn: Txn) -> None:
+        """Take a payment's applications off the invoices and credit memos it was applied to."""
+        for invoice, amount in txn.applied_to:
+            invoice.applied = _cents(invoice.applied - amount)
+            self._touch(invoice)
+        for credit, invoice, used in txn.credits:
+            credit.applied, invoice.applied = _cents(credit.applied - used), _cents(invoice.applied - used)
+            self._touch(credit)
+            self._touch(invoice)
+        txn.applied_to, txn.credits = [], []
+
+    def _reapply(self, txn: Txn) -> None:
+        for invoice, amount in txn.applied_to:
+            invoice.applied = _cents(invoice.applied + amount)
+        for credit, invoice, used in txn.credits:
+            credit.applied, invoice.applied = _cents(credit.applied + used), _cents(invoice.applied + used)
+
+    def _touch(self, txn: Txn) -> None:
+        """Another transaction changed this one (a payment applied, an invoice linked): QuickBooks gives it a new
+        EditSequence, so a Mod sent with the one read before is stale (3200)."""
+        txn.edit_sequence, txn.modified = self._edit_sequence(), self._tick()
 
     def _fill(self, txn: Txn, body: etree._Element, *, adding: bool) -> None:
         kind = txn.kind
@@ -487,8 +539,22 @@ class QbdCompany:
                 txn.linked.append(linked.txn_id)
         line_tag = f"{kind}LineAdd" if adding else f"{kind}LineMod"
         lines = body.findall(line_tag)
-        if lines or adding:
+        if adding:
             txn.lines = [self._line(txn, element) for element in lines]
+        elif lines:
+            # A Mod that names lines replaces them: TxnLineID -1 adds a line, an existing id changes that line,
+            # and the lines it does not name are deleted.
+            existing = {line.txn_line_id: line for line in txn.lines}
+            kept: list[Line] = []
+            for element in lines:
+                line_id = element.findtext("TxnLineID") or ""
+                if line_id == "-1":
+                    kept.append(self._line(txn, element))
+                    continue
+                if line_id not in existing:
+                    raise _Refusal(3120, f'Object "{line_id}" specified in the request cannot be found.')
+                kept.append(self._line(txn, element, base=existing.pop(line_id)))
+            txn.lines = kept
         txn.subtotal = _cents(sum((line.amount for line in txn.lines), Decimal(0)))
         tax_item = txn.refs.get("ItemSalesTaxRef")
         rate = Decimal(str(tax_item.fields.get("TaxRate", "0"))) if tax_item is not None else Decimal(0)
@@ -498,23 +564,37 @@ class QbdCompany:
         if adding:
             for linked_id in txn.linked:
                 self.txns[linked_id].fully_invoiced = True
+                self._touch(self.txns[linked_id])
 
-    def _line(self, txn: Txn, element: etree._Element) -> Line:
-        item = self._ref(element.find("ItemRef"), "Item", "Item", txn.kind)
+    def _line(self, txn: Txn, element: etree._Element, *, base: Line | None = None) -> Line:
+        """A line from a …LineAdd, or a …LineMod applied to `base` (what it does not say stays as it was)."""
+        if base is not None and element.find("ItemRef") is None:
+            item = base.item
+        else:
+            item = self._ref(element.find("ItemRef"), "Item", "Item", txn.kind)
         quantity = _decimal(element.findtext("Quantity"), "Quantity") if element.findtext("Quantity") else None
         rate = _decimal(element.findtext("Rate"), "Rate") if element.findtext("Rate") else None
+        if base is not None:
+            quantity = quantity if quantity is not None else base.quantity
+            rate = rate if rate is not None else base.rate
         if element.findtext("Amount"):
             amount = _cents(_decimal(element.findtext("Amount"), "Amount"))
         elif rate is not None:
             amount = _cents((quantity if quantity is not None else Decimal(1)) * rate)
+        elif base is not None:
+            amount = base.amount
         else:
             amount = _cents(Decimal(str(item.fields.get("Price", "0"))))
-        code = "Non"
+        code = base.tax_code if base is not None else "Non"
         tax_ref = element.find("SalesTaxCodeRef")
         if tax_ref is not None:
             code_obj = self._ref(tax_ref, "SalesTaxCode", "Sales Tax Code", txn.kind)
             code = "Tax" if code_obj.fields.get("IsTaxable") else "Non"
-        return Line(self._txn_id(), item, element.findtext("Desc") or "", quantity, rate, amount, code)
+        desc = element.findtext("Desc")
+        if desc is None:
+            desc = base.desc if base is not None else ""
+        line_id = base.txn_line_id if base is not None else self._txn_id()
+        return Line(line_id, item, desc, quantity, rate, amount, code)
 
     def _payment(self, txn: Txn, body: etree._Element) -> None:
         txn.total = _cents(_decimal(body.findtext("TotalAmount") or "0", "TotalAmount"))
@@ -546,6 +626,7 @@ class QbdCompany:
                 credit.applied = _cents(credit.applied + used)
                 invoice.applied = _cents(invoice.applied + used)
                 txn.credits.append((credit, invoice, used))
+                self._touch(credit)
             if amount > invoice.balance:
                 raise _Refusal(
                     3180,
@@ -555,23 +636,80 @@ class QbdCompany:
             txn.applied_to.append((invoice, amount))
         for invoice, amount in txn.applied_to:
             invoice.applied = _cents(invoice.applied + amount)
+            self._touch(invoice)
 
-    def _void(self, rq: etree._Element) -> list[etree._Element]:
+    def _target(self, rq: etree._Element, type_tag: str) -> Txn:
         txn_id = rq.findtext("TxnID") or ""
         txn = self.txns.get(txn_id)
-        if txn is None:
+        if txn is None or txn.kind != (rq.findtext(type_tag) or ""):
             raise _Refusal(3120, f'Object "{txn_id}" specified in the request cannot be found.')
-        for invoice, amount in txn.applied_to:
-            invoice.applied = _cents(invoice.applied - amount)
-        for credit, invoice, used in txn.credits:
-            credit.applied, invoice.applied = _cents(credit.applied - used), _cents(invoice.applied - used)
-        txn.voided = True
-        txn.memo = f"VOID: {txn.memo}"
-        txn.total = txn.subtotal = txn.tax = Decimal("0.00")
-        txn.edit_sequence, txn.modified = self._edit_sequence(), self._tick()
-        kind, ident = etree.Element("TxnVoidType"), etree.Element("TxnID")
-        kind.text, ident.text = txn.kind, txn.txn_id
-        return [kind, ident]
+        return txn
+
+    def _detach(self, txn: Txn) -> None:
+        """What a void or a delete undoes around the transaction: a payment's applications, the payments and
+        credits applied to an invoice (they stay as the customer's credit), the invoices' links to an order."""
+        self._unapply(txn)
+        for other in self.txns.values():
+            if other is txn or other.kind != "ReceivePayment":
+                continue
+            kept = [(invoice, amount) for invoice, amount in other.applied_to if invoice is not txn]
+            kept_credits = [(c, i, used) for c, i, used in other.credits if txn not in (c, i)]
+            if len(kept) != len(other.applied_to) or len(kept_credits) != len(other.credits):
+                for credit, invoice, used in other.credits:
+                    if txn in (credit, invoice):
+                        credit.applied, invoice.applied = _cents(credit.applied - used), _cents(invoice.applied - used)
+                for invoice, amount in other.applied_to:
+                    if invoice is txn:
+                        invoice.applied = _cents(invoice.applied - amount)
+                other.applied_to, other.credits = kept, kept_credits
+                self._touch(other)
+
+    def _void(self, rq: etree._Element) -> list[etree._Element]:
+        """TxnVoid: amounts to zero, "VOID:" before the memo, the record stays. Voiding it again changes nothing."""
+        txn = self._target(rq, "TxnVoidType")
+        if not txn.voided:
+            self._detach(txn)
+            txn.voided = True
+            txn.memo = f"VOID: {txn.memo}"
+            txn.total = txn.subtotal = txn.tax = Decimal("0.00")
+            for line in txn.lines:
+                line.amount = Decimal("0.00")
+                line.quantity = None
+            txn.edit_sequence, txn.modified = self._edit_sequence(), self._tick()
+            self.stats["voided"] += 1
+        out = [etree.Element(tag) for tag in ("TxnVoidType", "TxnID", "TimeCreated", "TimeModified")]
+        for element, text in zip(
+            out, (txn.kind, txn.txn_id, txn.created.isoformat(), txn.modified.isoformat()), strict=True
+        ):
+            element.text = text
+        if txn.ref_number:
+            out.append(etree.Element("RefNumber"))
+            out[-1].text = txn.ref_number
+        return out
+
+    def _delete(self, rq: etree._Element) -> list[etree._Element]:
+        """TxnDel: the transaction is gone (a second delete finds nothing: 3120)."""
+        txn = self._target(rq, "TxnDelType")
+        self._detach(txn)
+        for other in self.txns.values():
+            if txn.txn_id in other.linked:
+                other.linked.remove(txn.txn_id)
+                self._touch(other)
+        for linked_id in txn.linked:
+            linked = self.txns.get(linked_id)
+            if linked is not None:
+                linked.fully_invoiced = False
+                self._touch(linked)
+        del self.txns[txn.txn_id]
+        self.deleted[txn.txn_id] = txn
+        self.stats["deleted"] += 1
+        out = [etree.Element(tag) for tag in ("TxnDelType", "TxnID", "TimeDeleted")]
+        for element, text in zip(out, (txn.kind, txn.txn_id, self._tick().isoformat()), strict=True):
+            element.text = text
+        if txn.ref_number:
+            out.append(etree.Element("RefNumber"))
+            out[-1].text = txn.ref_number
+        return out
 
     # -- queries ----------------------------------------------------------------------------------------------
 

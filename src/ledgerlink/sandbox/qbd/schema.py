@@ -112,6 +112,7 @@ MODELS: dict[str, list[str]] = {
     "AppliedToTxnMod": ["TxnID", "PaymentAmount", "SetCredit", "DiscountAmount", "DiscountAccountRef",
                         "DiscountClassRef"],
     "TxnVoidRq": ["TxnVoidType", "TxnID"],
+    "TxnDelRq": ["TxnDelType", "TxnID"],
     "SetCredit": ["CreditTxnID", "TxnLineID", "AppliedAmount", "Override"],
 }  # fmt: skip
 for _obj, _head in _SALE_HEADS.items():
@@ -131,7 +132,23 @@ for _obj in ("SalesReceipt", "Invoice", "SalesOrder", "CreditMemo", "Estimate", 
     _lines = [] if _obj == "ReceivePayment" else ["IncludeLineItems", "IncludeLinkedTxns"]
     MODELS[f"{_obj}QueryRq"] = [*_TXN_FILTER, *_paid, *_lines, "IncludeRetElement", "OwnerID"]
 
-REQUESTS = frozenset(name for name in MODELS if name.endswith("QueryRq") or name == "TxnVoidRq") | frozenset(
+# Enumerated values (IQBENTxnVoidTypeType / TxnDelType): a value outside them breaks the schema. TxnVoidType has
+# no SalesOrder, Estimate or ReceivePayment: through qbXML those can only be deleted.
+ENUMS: dict[str, frozenset[str]] = {
+    "TxnVoidType": frozenset({
+        "ARRefundCreditCard", "Bill", "BillPaymentCheck", "BillPaymentCreditCard", "Charge", "Check",
+        "CreditCardCharge", "CreditCardCredit", "CreditMemo", "Deposit", "InventoryAdjustment", "Invoice",
+        "ItemReceipt", "JournalEntry", "SalesReceipt", "VendorCredit",
+    }),
+    "TxnDelType": frozenset({
+        "ARRefundCreditCard", "Bill", "BillPaymentCheck", "BillPaymentCreditCard", "BuildAssembly", "Charge",
+        "Check", "CreditCardCharge", "CreditCardCredit", "CreditMemo", "Deposit", "Estimate", "InventoryAdjustment",
+        "Invoice", "ItemReceipt", "JournalEntry", "PurchaseOrder", "ReceivePayment", "SalesOrder", "SalesReceipt",
+        "SalesTaxPaymentCheck", "TimeTracking", "TransferInventory", "VehicleMileage", "VendorCredit",
+    }),
+}  # fmt: skip
+_BARE = ("TxnVoidRq", "TxnDelRq")
+REQUESTS = frozenset(name for name in MODELS if name.endswith("QueryRq") or name in _BARE) | frozenset(
     f"{name}Rq" for name in MODELS if name.endswith(("Add", "Mod")) and "Line" not in name
 )
 # Requests that hold one body element named like the request without "Rq" (CustomerAddRq → CustomerAdd).
@@ -174,6 +191,9 @@ def check_element(element: etree._Element) -> None:
         if found is None:
             if len([c for c in element if isinstance(c.tag, str)]):
                 raise SchemaError(f"<{tag}> may not hold elements")
+            allowed = ENUMS.get(tag)
+            if allowed is not None and (element.text or "").strip() not in allowed:
+                raise SchemaError(f"<{tag}> does not take the value {element.text!r}")
             return
         model = found
     last = -1

@@ -1,9 +1,10 @@
 """The HTTP face of the QBO sandbox: Intuit's v3 Accounting API, OAuth 2 endpoints and test hooks.
 
 Every /v3 request goes through the same gate, in the order QuickBooks' own layers apply them: injected
-faults, realm, bearer token, throttles, minorversion, `requestid` replay, then the work itself under the
-company lock. Answers use QBO's wire shapes: upper-case `Fault` bodies from the API, the lower-case
-gateway envelope for 401/403, JSON numbers for money.
+faults (HTTP answers, or a connection reset or held with no answer: sandbox/faults.py), realm, bearer
+token, throttles, minorversion, `requestid` replay, then the work itself under the company lock. Answers
+use QBO's wire shapes: upper-case `Fault` bodies from the API, the lower-case gateway envelope for 401/403,
+JSON numbers for money.
 """
 
 from __future__ import annotations
@@ -28,6 +29,7 @@ import uvicorn
 from fastapi import FastAPI, Request
 from fastapi.responses import Response
 
+from ledgerlink.sandbox.faults import ConnectionFaults, around_work, is_connection_fault
 from ledgerlink.sandbox.qbo.limits import Fault, QboLimits, RateLimiter, SandboxStats
 from ledgerlink.sandbox.qbo.seed import seed_company
 from ledgerlink.sandbox.qbo.state import (
@@ -367,6 +369,9 @@ class QboSandbox:
             return self._throttled()
         if terminal is not None and terminal.kind == "xml_401":
             return self._xml_401()
+        if terminal is not None and is_connection_fault(terminal.kind):
+            # No answer at all: a reset or a hold, before the work or after it was committed.
+            return await around_work(terminal.kind, terminal.delay_ms, work)
         response = await work()
         if terminal is not None and terminal.kind == "lost_response":
             # The work is committed (and remembered for a requestid replay); only the answer is lost.
@@ -832,6 +837,8 @@ def create_app(sandbox: QboSandbox) -> FastAPI:
     async def v3(request: Request, realm_id: str, rest: str) -> Response:
         return await sandbox.handle_v3(request, realm_id, rest)
 
+    # Last, so outermost: it turns the `reset`/`timeout` faults' marker answers into dropped connections.
+    app.add_middleware(ConnectionFaults)
     return app
 
 

@@ -13,8 +13,12 @@ from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 from typing import Any, Literal
 
-FaultKind = Literal["status", "lost_response", "throttle", "latency", "xml_401", "expire_tokens"]
-FAULT_KINDS: frozenset[str] = frozenset({"status", "lost_response", "throttle", "latency", "xml_401", "expire_tokens"})
+from ledgerlink.sandbox.faults import CONNECTION_FAULT_KINDS, ConnectionFaultKind
+
+FaultKind = Literal["status", "lost_response", "throttle", "latency", "xml_401", "expire_tokens"] | ConnectionFaultKind
+FAULT_KINDS: frozenset[str] = (
+    frozenset({"status", "lost_response", "throttle", "latency", "xml_401", "expire_tokens"}) | CONNECTION_FAULT_KINDS
+)
 
 
 @dataclass(frozen=True)
@@ -48,7 +52,9 @@ class Fault:
 
     Kinds: `status` answers `status` before doing any work; `lost_response` does the work, commits it and
     then answers 504 (an answer lost in transit); `throttle` answers 429; `latency` sleeps `delay_ms`;
-    `xml_401` answers 401 as XML; `expire_tokens` invalidates every access token issued so far.
+    `xml_401` answers 401 as XML; `expire_tokens` invalidates every access token issued so far. The connection
+    faults of sandbox/faults.py: `reset` and `reset_after_write` drop the connection with no answer, before or
+    after the work; `timeout` and `timeout_after_write` hold it `delay_ms` (30 s when 0) first.
     """
 
     kind: FaultKind

@@ -9,8 +9,10 @@ What it reproduces, because clients get these wrong against the real thing:
   time: in November's repeated hour an order modified at 01:10 PST sorts *before* one modified at 01:40 PDT
   although it happened later, which is what a client's modifyDate cursor must survive;
 - `createorder(s)` as whole-order upserts keyed by `orderKey`; shipped and cancelled orders cannot change;
-- `markasshipped` creating a shipment; webhooks that POST `{resource_url, resource_type}`;
-- injected faults (5xx, 429) for retry tests, in-process or over `/_sandbox/faults`.
+- `markasshipped` creating a shipment (no label bought: `shipmentCost` 0), and `createlabelfororder` buying a
+  label (a `shipmentCost` from a small rate table); webhooks that POST `{resource_url, resource_type}`;
+- injected faults (5xx, 429, and connection resets and timeouts: sandbox/faults.py) for retry tests,
+  in-process or over `/_sandbox/faults`.
 """
 
 from __future__ import annotations
@@ -34,12 +36,21 @@ from fastapi import FastAPI, Request, Response
 from fastapi.responses import JSONResponse, PlainTextResponse
 
 from ledgerlink import jsonwire
+from ledgerlink.sandbox.faults import (
+    CONNECTION_FAULT_KINDS,
+    ConnectionFaultKind,
+    ConnectionFaults,
+    around_work,
+    is_connection_fault,
+)
 from ledgerlink.sandbox.server import serve
 from ledgerlink.sandbox.shipstation.generator import PACIFIC, STORES, generate_orders, store_record
 
 DEFAULT_API_KEY = "ss_sandbox_key_0123456789abcdef"
 DEFAULT_API_SECRET = "ss_sandbox_secret_fedcba9876543210"
 RATE_LIMIT = 40
+# The sandbox's label rates: a base per carrier (createlabelfororder adds 0.55 a unit shipped).
+_LABEL_BASE = {"usps": Decimal("4.35"), "ups": Decimal("8.95"), "fedex": Decimal("9.40"), "stamps_com": Decimal("4.35")}
 WINDOW_SECONDS = 60.0
 MAX_PAGE_SIZE = 500
 DEFAULT_PAGE_SIZE = 100
@@ -158,13 +169,16 @@ class ApiError(Exception):
 class Fault:
     """A fault to inject: `status` answers `status` (e.g. 500, 503), `throttle` answers 429; `times` times.
 
+    The connection faults of sandbox/faults.py answer nothing: `reset`/`reset_after_write` drop the connection
+    before or after the work, `timeout`/`timeout_after_write` hold it `delay_ms` (30 s when 0) first.
     `path` limits it to request paths containing that text (e.g. "/orders"); empty matches every API call.
     """
 
-    kind: Literal["status", "throttle"]
+    kind: Literal["status", "throttle"] | ConnectionFaultKind
     status: int = 500
     times: int = 1
     path: str = ""
+    delay_ms: int = 0
 
     def matches(self, path: str) -> bool:
         return self.times > 0 and self.path in path
@@ -785,7 +799,48 @@ class ShipStationSandbox:
             self._ship(order, str(body["carrierCode"]), order["shipDate"], str(body.get("trackingNumber") or ""))
             return {"orderId": order["orderId"], "orderNumber": order["orderNumber"]}
 
-    def _ship(self, order: Mapping[str, Any], carrier: str, ship_date: str, tracking: str) -> None:
+    def create_label_for_order(self, body: object) -> dict[str, Any]:
+        """POST /orders/createlabelfororder: buy a label; the order becomes shipped and the shipment is answered.
+
+        The cost is the sandbox's rate table: a base per carrier plus 0.55 a unit shipped (Decimal, to the cent).
+        """
+        if not isinstance(body, Mapping):
+            raise ApiError(400, "The request is invalid.")
+        errors: dict[str, list[str]] = {}
+        order_id = body.get("orderId")
+        if isinstance(order_id, bool) or not isinstance(order_id, int):
+            errors.setdefault("orderId", []).append("The orderId field is required.")
+        for name in ("carrierCode", "serviceCode"):
+            if not body.get(name):
+                errors.setdefault(name, []).append(f"The {name} field is required.")
+        if errors:
+            raise ApiError(400, "The request is invalid.", errors)
+        with self._lock:
+            order = self._orders.get(int(str(order_id)))
+            if order is None:
+                raise ApiError(404, f"Order {order_id} not found")
+            if order.get("orderStatus") in ("cancelled", "shipped"):
+                raise ApiError(400, f"Order {order.get('orderNumber')} is {order.get('orderStatus')}.")
+            stamp = self._stamp()
+            carrier, service = str(body["carrierCode"]), str(body["serviceCode"])
+            units = sum(int(i.get("quantity") or 0) for i in order.get("items") or [] if not i.get("adjustment"))
+            cost = _LABEL_BASE.get(carrier, Decimal("9.00")) + Decimal("0.55") * units
+            order = {
+                **order,
+                "orderStatus": "shipped",
+                "shipDate": stamp[:10],
+                "carrierCode": carrier,
+                "serviceCode": service,
+                "modifyDate": stamp,
+            }
+            self._store(order["orderId"], order)
+            tracking = f"SBX{self._next_shipment_id:012d}"
+            shipment_id = self._ship(order, carrier, order["shipDate"], tracking, cost=cost)
+            return json.loads(json.dumps(self._shipments[shipment_id]))  # type: ignore[no-any-return]
+
+    def _ship(
+        self, order: Mapping[str, Any], carrier: str, ship_date: str, tracking: str, *, cost: Decimal = Decimal(0)
+    ) -> int:
         shipment_id = self._next_shipment_id
         self._next_shipment_id += 1
         self._shipments[shipment_id] = {
@@ -797,7 +852,7 @@ class ShipStationSandbox:
             "orderNumber": order.get("orderNumber"),
             "createDate": order["modifyDate"],
             "shipDate": ship_date,
-            "shipmentCost": 0.0,
+            "shipmentCost": float(cost),
             "insuranceCost": 0.0,
             "trackingNumber": tracking,
             "isReturnLabel": False,
@@ -820,6 +875,7 @@ class ShipStationSandbox:
             "labelData": None,
             "formData": None,
         }
+        return shipment_id
 
     def list_shipments(self, params: Mapping[str, str]) -> dict[str, Any]:
         """GET /shipments: filtered by order, ship date, create date or webhook batch; newest id last."""
@@ -1002,13 +1058,15 @@ def _in_ranges(
 
 def _fault_from(raw: Mapping[str, Any]) -> Fault:
     kind = raw.get("kind")
-    if kind not in {"status", "throttle"}:
-        raise ValueError(f"unknown fault kind {kind!r}; use 'status' or 'throttle'")
+    if kind not in {"status", "throttle", *CONNECTION_FAULT_KINDS}:
+        known = ", ".join(repr(k) for k in ["status", "throttle", *sorted(CONNECTION_FAULT_KINDS)])
+        raise ValueError(f"unknown fault kind {kind!r}; use one of {known}")
     return Fault(
-        kind="status" if kind == "status" else "throttle",
+        kind=kind,
         status=int(raw.get("status", 429 if kind == "throttle" else 500)),
         times=int(raw.get("times", 1)),
         path=str(raw.get("path", "")),
+        delay_ms=int(raw.get("delay_ms", 0)),
     )
 
 
@@ -1064,6 +1122,10 @@ def create_app(sandbox: ShipStationSandbox) -> FastAPI:
     async def mark_as_shipped(request: Request) -> Response:
         return JSONResponse(sandbox.mark_as_shipped(await _json_body(request)))
 
+    @app.post("/orders/createlabelfororder")
+    async def create_label(request: Request) -> Response:
+        return JSONResponse(sandbox.create_label_for_order(await _json_body(request)))
+
     @app.get("/shipments")
     async def shipments(request: Request) -> Response:
         return JSONResponse(sandbox.list_shipments(request.query_params))
@@ -1102,6 +1164,8 @@ def create_app(sandbox: ShipStationSandbox) -> FastAPI:
     async def stats() -> Response:
         return JSONResponse(asdict(sandbox.stats))
 
+    # Last, so outermost: it turns the connection faults' marker answers into dropped connections.
+    app.add_middleware(ConnectionFaults)
     return app
 
 
@@ -1120,8 +1184,11 @@ async def _admit(
     accepted, headers = sandbox._count(pair)
     if not accepted:
         return JSONResponse({"message": "Too Many Requests"}, 429, headers=headers), True
-    if fault is not None:
-        answer: Response = JSONResponse({"Message": "An error has occurred."}, fault.status)
+    if fault is not None and is_connection_fault(fault.kind):
+        # No answer at all, before the work or after it was done.
+        answer: Response = await around_work(fault.kind, fault.delay_ms, lambda: call_next(request))
+    elif fault is not None:
+        answer = JSONResponse({"Message": "An error has occurred."}, fault.status)
     else:
         try:
             answer = await call_next(request)

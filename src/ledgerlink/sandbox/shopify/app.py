@@ -6,7 +6,8 @@ What it reproduces, because clients get these wrong against the real thing:
   position as (sort key, id), so pages stay stable when orders change in between; a request with
   `page_info` may only add `limit` and `fields`;
 - the leaky bucket per shop (`X-Shopify-Shop-Api-Call-Limit`, 429 with `Retry-After`), in scaled time;
-- injected faults (5xx, 429) for retry tests, in-process or over `/_sandbox/faults`;
+- injected faults (5xx, 429, and connection resets and timeouts: sandbox/faults.py) for retry tests,
+  in-process or over `/_sandbox/faults`;
 - webhook subscriptions (`webhooks.json`) and signed deliveries with retries (sandbox/shopify/webhooks.py):
   `add_orders` and `update_order` deliver the topics the change implies to the subscribed addresses.
 """
@@ -31,8 +32,18 @@ from fastapi.responses import JSONResponse
 from starlette.concurrency import run_in_threadpool
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
+from ledgerlink.sandbox.faults import (
+    CONNECTION_FAULT_KINDS,
+    ConnectionFaultKind,
+    ConnectionFaults,
+    around_work,
+    is_connection_fault,
+)
 from ledgerlink.sandbox.server import serve
 from ledgerlink.sandbox.shopify.generator import generate_orders, generate_transactions
+from ledgerlink.sandbox.shopify.inventory import ShopInventory
+from ledgerlink.sandbox.shopify.inventory import add_routes as add_inventory_routes
+from ledgerlink.sandbox.shopify.refunds import add_routes as add_refund_routes
 from ledgerlink.sandbox.shopify.webhooks import Attempt, SubscriptionRefused, WebhookHub, order_events
 
 DEFAULT_SHOP = "ledgerlink-demo.myshopify.com"
@@ -87,13 +98,16 @@ class _BadRequest(Exception):
 class Fault:
     """A fault to inject: `status` answers `status` (e.g. 500, 503), `throttle` answers 429; `times` times.
 
+    The connection faults of sandbox/faults.py answer nothing: `reset`/`reset_after_write` drop the connection
+    before or after the work, `timeout`/`timeout_after_write` hold it `delay_ms` (30 s when 0) first.
     `path` limits it to request paths containing that text (e.g. "transactions"); empty matches every API call.
     """
 
-    kind: Literal["status", "throttle"]
+    kind: Literal["status", "throttle"] | ConnectionFaultKind
     status: int = 500
     times: int = 1
     path: str = ""
+    delay_ms: int = 0
 
     def matches(self, path: str) -> bool:
         return self.times > 0 and self.path in path
@@ -165,6 +179,7 @@ class ShopifySandbox:
         self.requests: list[LoggedRequest] = []
         self.stats = SandboxStats()
         self._app: FastAPI | None = None
+        self.inventory = ShopInventory()  # products, locations and stock levels (sandbox/shopify/inventory.py)
         self.webhook_secret = webhook_secret
         self.webhooks = WebhookHub(
             shop, webhook_secret, api_version=api_version, clock=self._clock, time_scale=time_scale
@@ -546,13 +561,15 @@ def _decode_page_info(token: str) -> _Listing:
 
 def _fault_from(raw: Mapping[str, Any]) -> Fault:
     kind = raw.get("kind")
-    if kind not in {"status", "throttle"}:
-        raise ValueError(f"unknown fault kind {kind!r}; use 'status' or 'throttle'")
+    if kind not in {"status", "throttle", *CONNECTION_FAULT_KINDS}:
+        known = ", ".join(repr(k) for k in ["status", "throttle", *sorted(CONNECTION_FAULT_KINDS)])
+        raise ValueError(f"unknown fault kind {kind!r}; use one of {known}")
     return Fault(
-        kind="status" if kind == "status" else "throttle",
+        kind=kind,
         status=int(raw.get("status", 429 if kind == "throttle" else 500)),
         times=int(raw.get("times", 1)),
         path=str(raw.get("path", "")),
+        delay_ms=int(raw.get("delay_ms", 0)),
     )
 
 
@@ -571,8 +588,11 @@ def create_app(sandbox: ShopifySandbox) -> FastAPI:
     async def gate(request: Request, call_next: Callable[[Request], Awaitable[Response]]) -> Response:
         if not request.url.path.startswith("/admin/"):
             return await call_next(request)
-        refusal, headers = _admit(sandbox, request)
-        answer = refusal if refusal is not None else await call_next(request)
+        refusal, headers, dropped = _admit(sandbox, request)
+        if dropped is not None:  # an injected connection fault: no answer at all, before or after the work
+            answer = await around_work(dropped.kind, dropped.delay_ms, lambda: call_next(request))
+        else:
+            answer = refusal if refusal is not None else await call_next(request)
         answer.headers.update(headers)
         sandbox._log(request, answer.status_code)
         return answer
@@ -687,6 +707,11 @@ def create_app(sandbox: ShopifySandbox) -> FastAPI:
     async def stats() -> Response:
         return JSONResponse(asdict(sandbox.stats))
 
+    add_refund_routes(app, sandbox)  # orders/{id}/refunds.json and refunds/calculate.json (refunds.py)
+    add_inventory_routes(app, sandbox)  # products, locations, inventory_levels (inventory.py)
+
+    # Last, so outermost: it turns the connection faults' marker answers into dropped connections.
+    app.add_middleware(ConnectionFaults)
     return app
 
 
@@ -695,23 +720,26 @@ def _check_version(version: str) -> None:
         raise StarletteHTTPException(404)
 
 
-def _admit(sandbox: ShopifySandbox, request: Request) -> tuple[Response | None, dict[str, str]]:
+def _admit(sandbox: ShopifySandbox, request: Request) -> tuple[Response | None, dict[str, str], Fault | None]:
     """Auth, rate limit and injected faults, in Shopify's order.
 
-    Returns the answer that stops the request (None lets it through) and the headers every answer gets.
+    Returns the answer that stops the request (None lets it through), the headers every answer gets, and the
+    connection fault to carry out instead of answering, if one is armed.
     """
     if request.headers.get("X-Shopify-Access-Token") != sandbox.access_token:
-        return JSONResponse({"errors": INVALID_TOKEN}, 401), {}
+        return JSONResponse({"errors": INVALID_TOKEN}, 401), {}, None
     fault = sandbox._take_fault(request.url.path)
     if fault is not None and fault.kind == "throttle":
-        return _throttled(sandbox), {}
+        return _throttled(sandbox), {}, None
     accepted, level = sandbox._drip()
     if not accepted:
-        return _throttled(sandbox), {}
+        return _throttled(sandbox), {}, None
     headers = {CALL_LIMIT_HEADER: f"{level}/{sandbox.bucket_size}"}
+    if fault is not None and is_connection_fault(fault.kind):
+        return None, headers, fault
     if fault is not None:
-        return JSONResponse({"errors": _STATUS_TEXT.get(fault.status, "Error")}, fault.status), headers
-    return None, headers
+        return JSONResponse({"errors": _STATUS_TEXT.get(fault.status, "Error")}, fault.status), headers, None
+    return None, headers, None
 
 
 _STATUS_TEXT = {

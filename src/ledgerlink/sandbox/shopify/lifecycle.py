@@ -13,6 +13,7 @@ from datetime import UTC, datetime
 from decimal import ROUND_HALF_UP, Decimal
 from typing import Any
 
+from ledgerlink.sandbox.shopify import refunds
 from ledgerlink.sandbox.shopify.app import ShopifySandbox
 
 CENT = Decimal("0.01")
@@ -198,12 +199,18 @@ def _refunded_quantities(order: Mapping[str, Any]) -> dict[int, int]:
     return done
 
 
-def _shipping_refunded(order: Mapping[str, Any]) -> bool:
-    return any(
-        adj.get("kind") == "shipping_refund"
-        for refund in order.get("refunds") or []
-        for adj in refund.get("order_adjustments") or []
+def _shipping_left(order: Mapping[str, Any]) -> Decimal:
+    charged = sum((_d(s.get("discounted_price", s.get("price"))) for s in order.get("shipping_lines") or []), ZERO)
+    refunded = sum(
+        (
+            -_d(adj.get("amount"))
+            for refund in order.get("refunds") or []
+            for adj in refund.get("order_adjustments") or []
+            if adj.get("kind") == "shipping_refund"
+        ),
+        ZERO,
     )
+    return charged - refunded
 
 
 def refund(
@@ -215,95 +222,33 @@ def refund(
     restock: bool = True,
     note: str = "Customer return",
 ) -> dict[str, Any]:
-    """Refund `(line position, quantity)` pairs and, with `shipping`, the shipping; money goes back up to
-    what was captured. Shopify's shapes: refund_line_items (subtotal, total_tax), a shipping_refund
-    order adjustment, a refund transaction."""
-    order = copy.deepcopy(shop.orders[order_id])
-    currency = str(order.get("currency") or "USD")
-    refunds = list(order.get("refunds") or [])
-    refund_id = 9_800_000_000_000 + (order_id % 1_000_000_000) * 10 + len(refunds)
-    when = _later(order)
-    done = _refunded_quantities(order)
-    value = ZERO
-    items: list[dict[str, Any]] = []
-    for position, (index, quantity) in enumerate(lines):
-        item = order["line_items"][index]
-        ordered = int(item["quantity"])
-        if quantity < 1 or done.get(int(item["id"]), 0) + quantity > ordered:
-            raise ValueError(f"line {index} has {ordered - done.get(int(item['id']), 0)} left to refund")
-        share = Decimal(quantity) / Decimal(ordered)
-        net = _cents((_d(item["price"]) * ordered - _d(item.get("total_discount"))) * share)
-        tax = _cents(sum((_d(t["price"]) for t in item.get("tax_lines") or []), ZERO) * share)
-        value += net + tax
-        items.append(
+    """Refund `(line position, quantity)` pairs and, with `shipping`, the shipping left; money goes back up to
+    what was captured. The same code as the sandbox's `refunds.json` (sandbox/shopify/refunds.py), in-process:
+    calculate, then create with the suggested transaction. Returns the order."""
+    order = shop.orders[order_id]
+    body: dict[str, Any] = {
+        "refund_line_items": [
             {
-                "id": refund_id * 10 + position,
-                "line_item_id": item["id"],
+                "line_item_id": order["line_items"][index]["id"],
                 "quantity": quantity,
                 "restock_type": "return" if restock else "no_restock",
-                "subtotal": _money(net),
-                "subtotal_set": _money_set(net, currency),
-                "total_tax": _money(tax),
-                "total_tax_set": _money_set(tax, currency),
             }
-        )
-    adjustments: list[dict[str, Any]] = []
-    if shipping and not _shipping_refunded(order):
-        for ship in order.get("shipping_lines") or []:
-            net = _d(ship.get("discounted_price", ship.get("price")))
-            tax = sum((_d(t["price"]) for t in ship.get("tax_lines") or []), ZERO)
-            if net <= 0 and tax <= 0:
-                continue
-            value += net + tax
-            adjustments.append(
-                {
-                    "id": refund_id * 10 + 9,
-                    "order_id": order_id,
-                    "refund_id": refund_id,
-                    "kind": "shipping_refund",
-                    "reason": "Shipping refund",
-                    "amount": _money(-net),
-                    "tax_amount": _money(-tax),
-                }
-            )
-    paid = captured(shop, order_id)
-    if order.get("financial_status") in {"paid", "partially_refunded", "refunded"}:
-        paid = max(paid, _d(order["total_price"]))
-    money_back = min(value, paid - refunded_money(order))
-    refund_transactions = []
-    if money_back > 0:
-        refund_transactions.append(
-            {
-                "id": refund_id * 10 + 5,
-                "order_id": order_id,
-                "kind": "refund",
-                "gateway": "shopify_payments",
-                "status": "success",
-                "created_at": when,
-                "processed_at": when,
-                "amount": _money(money_back),
-                "currency": currency,
-                "test": False,
-            }
-        )
-    refunds.append(
-        {
-            "id": refund_id,
-            "order_id": order_id,
-            "created_at": when,
-            "processed_at": when,
-            "note": note,
-            "restock": restock,
-            "refund_line_items": items,
-            "order_adjustments": adjustments,
-            "transactions": refund_transactions,
-        }
-    )
-    order["refunds"] = refunds
-    changes: dict[str, Any] = {"refunds": refunds}
-    if paid > 0:
-        changes["financial_status"] = _status(_d(order["total_price"]), paid, refunded_money(order))
-    return shop.update_order(order_id, changes)
+            for index, quantity in lines
+        ]
+    }
+    if shipping:
+        body["shipping"] = {"full_refund": True}
+    try:
+        suggested = refunds.calculate(order, transactions(shop, order_id), body)["transactions"]
+    except refunds.RefundRefused as exc:
+        raise ValueError(exc.message) from exc
+    body["note"] = note
+    body["transactions"] = [{"parent_id": t["parent_id"], "amount": t["amount"], "kind": "refund"} for t in suggested]
+    try:
+        refunds.create_refund(shop, order_id, body)
+    except refunds.RefundRefused as exc:
+        raise ValueError(exc.message) from exc
+    return shop.orders[order_id]
 
 
 def cancel(shop: ShopifySandbox, order_id: int, *, reason: str = "customer") -> dict[str, Any]:
@@ -317,10 +262,70 @@ def cancel(shop: ShopifySandbox, order_id: int, *, reason: str = "customer") -> 
         if int(item["quantity"]) - done.get(int(item["id"]), 0) > 0
     ]
     paid = captured(shop, order_id) > 0 or order.get("financial_status") in {"paid", "partially_refunded"}
-    if paid and (left or not _shipping_refunded(order)):
+    if paid and (left or _shipping_left(order) > 0):
         refund(shop, order_id, left, shipping=True, note="Order cancelled")
     now = _later(shop.orders[order_id])
     changes: dict[str, Any] = {"cancelled_at": now, "cancel_reason": reason, "closed_at": now}
     if not paid:
         changes["financial_status"] = "voided"
+    return shop.update_order(order_id, changes)
+
+
+def fulfil(
+    shop: ShopifySandbox,
+    order_id: int,
+    tracking_number: str,
+    *,
+    company: str = "UPS",
+    lines: Sequence[tuple[int, int]] | None = None,
+    when: datetime | None = None,
+) -> dict[str, Any]:
+    """Ship `(line position, quantity)` pairs (by default everything not shipped yet) with a tracking number,
+    as Shopify records it: a fulfillment (status success, tracking_company, tracking_number(s)), the lines'
+    `fulfillable_quantity` lowered, and the order `partial` or `fulfilled`."""
+    order = copy.deepcopy(shop.orders[order_id])
+    items = order["line_items"]
+    wanted = (
+        [(index, int(item.get("fulfillable_quantity", item["quantity"]))) for index, item in enumerate(items)]
+        if lines is None
+        else list(lines)
+    )
+    shipped: list[dict[str, Any]] = []
+    for index, quantity in wanted:
+        item = items[index]
+        left = int(item.get("fulfillable_quantity", item["quantity"]))
+        if quantity < 0 or quantity > left:
+            raise ValueError(f"line {index} has {left} left to ship")
+        if quantity == 0:
+            continue
+        item["fulfillable_quantity"] = left - quantity
+        shipped.append({**copy.deepcopy(item), "quantity": quantity})
+    if not shipped:
+        raise ValueError("nothing left to ship")
+    fulfillments = list(order.get("fulfillments") or [])
+    moment = (when or datetime.fromisoformat(_later(order))).isoformat()
+    fulfillments.append(
+        {
+            "id": 5_500_000_000_000 + (order_id % 1_000_000_000) * 10 + len(fulfillments),
+            "order_id": order_id,
+            "name": f"{order.get('name', '#')}.{len(fulfillments) + 1}",
+            "status": "success",
+            "service": "manual",
+            "shipment_status": None,
+            "created_at": moment,
+            "updated_at": moment,
+            "tracking_company": company,
+            "tracking_number": tracking_number,
+            "tracking_numbers": [tracking_number],
+            "tracking_url": f"https://track.example/{tracking_number}",
+            "tracking_urls": [f"https://track.example/{tracking_number}"],
+            "line_items": shipped,
+        }
+    )
+    done = all(int(item.get("fulfillable_quantity", 0)) == 0 for item in items)
+    changes = {
+        "line_items": items,
+        "fulfillments": fulfillments,
+        "fulfillment_status": "fulfilled" if done else "partial",
+    }
     return shop.update_order(order_id, changes)

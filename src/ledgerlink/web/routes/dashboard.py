@@ -1,16 +1,20 @@
-"""The dashboard: one card per selling channel, "Sync now", and the live progress of a running sync."""
+"""The dashboard: one card per selling channel, "Sync now", the live progress of a running sync, and where each
+QuickBooks Desktop company file stands with its Web Connector."""
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Depends, Form, Request
 from fastapi.responses import JSONResponse, RedirectResponse, Response
+from sqlalchemy import select
 from sqlalchemy.orm import Session
 
-from ledgerlink.store.models import SyncJob
+from ledgerlink.store.models import Connection, SyncJob
 from ledgerlink.sync.engine import load_settings
 from ledgerlink.sync.jobs import enqueue
+from ledgerlink.sync.qbwc import DesktopStatus, desktop_status
 from ledgerlink.web.deps import SessionDep, Viewer, ViewerDep, application, csrf_protect
 from ledgerlink.web.queries import (
     channel_cards,
@@ -20,11 +24,41 @@ from ledgerlink.web.queries import (
     parse_day,
     parse_order_numbers,
 )
+from ledgerlink.web.qwc import RUN_EVERY_MINUTES
 from ledgerlink.web.templating import flash, render
 
 router = APIRouter(dependencies=[Depends(csrf_protect)], include_in_schema=False)
 
 DASHBOARD_CSS = "/static/dashboard.css"
+
+
+@dataclass(frozen=True, slots=True)
+class DesktopPanel:
+    """A QuickBooks Desktop company file on the dashboard: documents waiting, the Web Connector's last call."""
+
+    connection: Connection
+    status: DesktopStatus
+    every_minutes: int
+
+    @property
+    def never_called(self) -> bool:
+        return self.status.last_contact_at is None
+
+    @property
+    def overdue(self) -> bool:
+        """Called before, and not since for longer than its schedule allows (two missed runs)."""
+        return self.status.overdue and self.status.last_contact_at is not None
+
+
+def desktop_panels(session: Session, company_id: int) -> list[DesktopPanel]:
+    """One panel per QuickBooks Desktop connection of the company; the schedule is the .qwc file's."""
+    books = session.scalars(
+        select(Connection).where(Connection.company_id == company_id, Connection.kind == "qbd").order_by(Connection.id)
+    ).all()
+    return [
+        DesktopPanel(conn, desktop_status(session, conn.id, every_minutes=RUN_EVERY_MINUTES), RUN_EVERY_MINUTES)
+        for conn in books
+    ]
 
 
 def _dashboard(
@@ -43,6 +77,7 @@ def _dashboard(
         status_code=status_code,
         viewer=viewer,
         cards=cards,
+        desktops=desktop_panels(session, viewer.company.id),
         any_connection=bool(cards) or has_connections(session, viewer.company.id),
         sync_errors=sync_errors or {},
         sync_form=sync_form or {},

@@ -20,7 +20,8 @@ from ledgerlink.domain.defaults import suggest_accounts
 from ledgerlink.domain.settings import ChannelSettings
 from ledgerlink.store.models import Connection, SettingsRevision
 from ledgerlink.sync.engine import load_settings, save_settings
-from ledgerlink.web import forms
+from ledgerlink.sync.reverse import ReverseSync
+from ledgerlink.web import forms, reverse_forms
 from ledgerlink.web.catalog_cache import BooksLists, cache_of
 from ledgerlink.web.deps import AppDep, SessionDep, Viewer, ViewerDep, csrf_protect
 from ledgerlink.web.templating import flash, render
@@ -134,10 +135,10 @@ PAGES: dict[str, tuple[str, str, str]] = {
     "accounts": ("Accounts", "accounts", "settings/accounts.html"),
     "tax": ("Sales Tax", "tax", "settings/tax.html"),
     "products": ("Products", "products", "settings/products.html"),
-    "from-quickbooks": ("Orders from QuickBooks", "direction", "settings/from_quickbooks.html"),
+    "from-quickbooks": ("Orders from QuickBooks", "from_books", "settings/from_quickbooks.html"),
 }
 TABS = [(slug, label) for slug, (label, _section, _template) in PAGES.items()] + [("history", "History")]
-NEEDS_LISTS = {"orders", "accounts", "tax"}
+NEEDS_LISTS = {"orders", "accounts", "tax", "from-quickbooks"}
 
 
 def _render_page(
@@ -157,10 +158,13 @@ def _render_page(
     books = books_connection(session, channel)
     lists = books_lists(request, app, session, books) if page in NEEDS_LISTS else BooksLists(None)
     shown = forms.form_values(settings)
+    shown.update(reverse_forms.form_values(settings))
     if values:
         shown.update(values)
     suggested = with_suggestions(shown, lists) if page == "accounts" else set()
     _label, _section, template = PAGES[page]
+    if page == "from-quickbooks" and channel.kind == "shipstation":
+        extra.setdefault("stores", reverse_forms.read_stores(app, session, channel))
     return render(
         request,
         template,
@@ -181,6 +185,8 @@ def _render_page(
         missing=missing_words(settings),
         forms=forms,
         action=f"/settings/{channel.id}/{page}",
+        rf=reverse_forms,
+        test_action=f"/settings/{channel.id}/from-quickbooks/test",
         **extra,
     )
 
@@ -350,15 +356,26 @@ def save_page(
     if channel is None or page not in PAGES:
         return not_found(request, viewer)
     _label, section, _template = PAGES[page]
-    values = forms.read_form(section, form)
+    reverse = section in reverse_forms.SECTIONS
+    values = (reverse_forms.read_form if reverse else forms.read_form)(section, form)
     current = load_settings(session, channel.id)
+    extra: dict[str, Any] = {}
     try:
-        new = forms.apply_values(current, section, values, channel_kind=channel.kind)
+        if reverse:
+            new = _apply_reverse(request, app, session, channel, current, section, values, extra)
+        else:
+            new = forms.apply_values(current, section, values, channel_kind=channel.kind)
     except forms.FormErrors as exc:
         return _render_page(
-            request, app, session, viewer, channel, page, values=values, errors=exc.errors, status_code=422
+            request, app, session, viewer, channel, page, values=values, errors=exc.errors, status_code=422, **extra
         )
     revision = save_if_changed(session, channel, current, new, viewer.user.email)
+    # The shipping webhook follows the direction and the store (sync/shipstation_webhooks.py).
+    webhook_moved = reverse_forms.is_from_books(new) and (
+        not reverse_forms.is_from_books(current) or new.from_books.store_id != current.from_books.store_id
+    )
+    if webhook_moved and not reverse_forms.register_and_say(request, app, session, channel):
+        return RedirectResponse(f"/settings/{channel.id}/{page}", status_code=303)
     if revision is None:
         flash(request, "Nothing changed.")
     elif needed := missing_words(new):
@@ -367,3 +384,53 @@ def save_page(
     else:
         flash(request, f"Saved as revision {revision}.")
     return RedirectResponse(f"/settings/{channel.id}/{page}", status_code=303)
+
+
+def _apply_reverse(
+    request: Request,
+    app: App,
+    session: Session,
+    channel: Connection,
+    current: ChannelSettings,
+    section: str,
+    values: dict[str, Any],
+    extra: dict[str, Any],
+) -> ChannelSettings:
+    """The Orders from QuickBooks page's values, checked against the stores and classes its drop-downs offered."""
+    books = books_connection(session, channel)
+    lists = books_lists(request, app, session, books)
+    stores = reverse_forms.read_stores(app, session, channel) if channel.kind == "shipstation" else None
+    extra["stores"] = stores
+    return reverse_forms.apply_values(
+        current,
+        section,
+        values,
+        channel_kind=channel.kind,
+        books_kind=books.kind if books else "qbo",
+        class_ids=reverse_forms.class_ids(lists),
+        store_ids=stores.ids if stores is not None else None,
+    )
+
+
+@router.post("/settings/{connection_id}/from-quickbooks/test")
+def test_one_sale(
+    request: Request, form: FormDep, app: AppDep, session: SessionDep, viewer: ViewerDep, connection_id: int
+) -> Response:
+    """Test with one sale: send the sale named in the form to ShipStation now and show the result."""
+    channel = channel_connection(session, viewer, connection_id)
+    if channel is None:
+        return not_found(request, viewer)
+    entity, number = str(form.get("test_entity") or ""), str(form.get("test_number") or "")
+    session.commit()  # SQLite: the send reads QuickBooks and ShipStation; never hold the write lock meanwhile
+    result = ReverseSync(app.db, app.adapters).send_one(channel.id, entity, number)
+    return _render_page(
+        request,
+        app,
+        session,
+        viewer,
+        channel,
+        "from-quickbooks",
+        test_result=result,
+        test_entity=entity,
+        test_number=number,
+    )

@@ -1,7 +1,8 @@
-"""Webhook endpoints: Shopify (per connection, by an unguessable token) and QuickBooks Online.
+"""Webhook endpoints: Shopify and ShipStation (per connection, by an unguessable token) and QuickBooks Online.
 
-No session, no CSRF: the signature on the raw body is the only credential. An unverified POST gets 401 and
-changes nothing; a verified one is recorded and answered at once (a sync is queued, never run here).
+No session, no CSRF: the signature on the raw body is the only credential (ShipStation signs nothing, so its
+address token is, and the delivery is only a hint). An unverified POST gets 401 and changes nothing; a verified
+one is recorded and answered at once (a sync is queued, never run here).
 """
 
 from __future__ import annotations
@@ -10,7 +11,7 @@ from fastapi import APIRouter, Request
 from fastapi.responses import JSONResponse, Response
 from starlette.concurrency import run_in_threadpool
 
-from ledgerlink.sync import webhooks
+from ledgerlink.sync import shipstation_webhooks, webhooks
 from ledgerlink.web.deps import application
 
 router = APIRouter(include_in_schema=False)
@@ -50,6 +51,18 @@ async def shopify_webhook(connection_token: str, request: Request) -> Response:
         shop_domain=headers.get("x-shopify-shop-domain", ""),
     )
     outcome = await run_in_threadpool(webhooks.handle_shopify, application(request), delivery)
+    return _answer(outcome)
+
+
+@router.post("/webhooks/shipstation/{connection_token}")
+async def shipstation_webhook(connection_token: str, request: Request) -> Response:
+    """SHIP_NOTIFY: `{"resource_url", "resource_type"}`; queues the write-back of the shipments it names."""
+    body = await _body(request)
+    if body is None:
+        return JSONResponse({"error": "body too large"}, status_code=413)
+    outcome = await run_in_threadpool(
+        shipstation_webhooks.handle_ship_notify, application(request), connection_token, body
+    )
     return _answer(outcome)
 
 

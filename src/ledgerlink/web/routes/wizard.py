@@ -2,8 +2,9 @@
 
 `/wizard?connection={id}` resumes where the company left off (`Company.wizard_step`); `/wizard/{step}` shows a
 step with its FAQ panel. The steps after Sync Direction depend on the direction chosen: orders into QuickBooks
-(Orders, Customers, Accounts, Sales Tax, Products) or sales from QuickBooks to ShipStation (explained only,
-until the ShipStation integration fills them). The last step, My Account, sums every choice up and starts syncing.
+(Orders, Customers, Accounts, Sales Tax, Products) or sales from QuickBooks to ShipStation (store, sales and
+classes, tracking, a test sale; web/reverse_forms.py). The last step, My Account, sums every choice up and starts
+syncing.
 """
 
 from __future__ import annotations
@@ -21,8 +22,10 @@ from ledgerlink.domain.settings import ChannelSettings, SyncDirection
 from ledgerlink.store.models import Connection
 from ledgerlink.sync.engine import load_settings
 from ledgerlink.sync.jobs import enqueue
-from ledgerlink.web import forms
-from ledgerlink.web.catalog_cache import BooksLists
+from ledgerlink.sync.qbwc import desktop_lists, desktop_status, request_list_refresh
+from ledgerlink.sync.reverse import ReverseSync
+from ledgerlink.web import forms, reverse_forms
+from ledgerlink.web.catalog_cache import BooksLists, cache_of
 from ledgerlink.web.deps import AppDep, SessionDep, Viewer, ViewerDep, csrf_protect
 from ledgerlink.web.routes.settings import (
     FormDep,
@@ -62,13 +65,14 @@ TO_BOOKS_STEPS = (
 )
 FROM_BOOKS_STEPS = (
     Step("direction", "Sync Direction", "direction"),
-    Step("pair", "Pair ShipStation"),
-    Step("sales", "Sales and classes"),
-    Step("tracking", "Tracking"),
+    Step("pair", "Pair ShipStation", "from_books.store"),
+    Step("sales", "Sales and classes", "from_books.sales"),
+    Step("tracking", "Tracking", "from_books.tracking"),
     Step("test", "Test with one sale"),
     Step("account", "My Account"),
 )
-NEEDS_LISTS = {"orders", "accounts", "tax", "account"}
+DESKTOP_LIST_STEPS = {"orders", "accounts", "tax", "products", "account"}
+NEEDS_LISTS = {"orders", "accounts", "tax", "account", "sales"}
 NOTIFY_EVENT_VALUES = {value for value, _label in forms.NOTIFY_EVENTS}
 
 
@@ -130,10 +134,13 @@ def _render_step(
     steps = steps_for(settings)
     index = next(i for i, s in enumerate(steps) if s.slug == slug)
     books = books_connection(session, channel)
-    lists = books_lists(request, app, session, books) if slug in NEEDS_LISTS else BooksLists(None)
+    # A Desktop company's lists are what the last Web Connector session stored: read afresh, they show at once.
+    on_desktop = books is not None and books.kind == "qbd"
+    lists = books_lists(request, app, session, books, refresh=on_desktop) if slug in NEEDS_LISTS else BooksLists(None)
     shown = forms.form_values(settings)
     shown["notify_email"] = viewer.company.notify_email
     shown["notify_events"] = list(viewer.company.notify_events or [])
+    shown.update(reverse_forms.form_values(settings))
     if values:
         shown.update(values)
     suggested = with_suggestions(shown, lists) if slug == "accounts" else set()
@@ -158,11 +165,21 @@ def _render_step(
         suggested=suggested,
         settings=settings,
         missing=missing_words(settings),
-        summary=forms.summary(settings, channel.kind, books_kind, lists.account_name) if slug == "account" else [],
+        summary=_summary(settings, channel, books_kind, lists) if slug == "account" else [],
         forms=forms,
         can_receive=forms.receives_from_books(channel.kind),
+        desktop=_desktop(session, books, slug),
+        rf=reverse_forms,
+        stores=reverse_forms.read_stores(app, session, channel) if slug == "pair" else None,
+        test_action=f"/wizard/test/send?connection={channel.id}",
         **extra,
     )
+
+
+def _summary(settings: ChannelSettings, channel: Connection, books_kind: str, lists: BooksLists) -> Any:
+    if settings.direction is SyncDirection.FROM_BOOKS:
+        return reverse_forms.summary(settings, forms.channel_title(channel.kind), lists)
+    return forms.summary(settings, channel.kind, books_kind, lists.account_name)
 
 
 def _channel_and_step(
@@ -209,14 +226,23 @@ def wizard_next(
     current = load_settings(session, channel.id)
     new = current
     if step.section is not None:
-        values = forms.read_form(step.section, form)
+        reverse = step.section in reverse_forms.SECTIONS
+        values = (reverse_forms.read_form if reverse else forms.read_form)(step.section, form)
         try:
-            new = forms.apply_values(current, step.section, values, channel_kind=channel.kind)
+            if reverse:
+                new = _apply_reverse(request, app, session, channel, current, step.section, values)
+            else:
+                new = forms.apply_values(current, step.section, values, channel_kind=channel.kind)
         except forms.FormErrors as exc:
             return _render_step(
                 request, app, session, viewer, channel, slug, values=values, errors=exc.errors, status_code=422
             )
         save_if_changed(session, channel, current, new, viewer.user.email)
+        if reverse_forms.is_from_books(new) and (
+            not reverse_forms.is_from_books(current) or new.from_books.store_id != current.from_books.store_id
+        ):
+            # The shipping webhook follows the direction and the store (sync/shipstation_webhooks.py).
+            reverse_forms.register_and_say(request, app, session, channel)
     if slug == "account":
         return _finish(request, form, app, session, viewer, channel, new)
     steps = steps_for(new)
@@ -263,11 +289,52 @@ def _finish(
     viewer.company.wizard_step = "done"
     store = forms.channel_title(channel.kind)
     if settings.direction is SyncDirection.FROM_BOOKS:
-        flash(request, f"Setup saved. Sales from QuickBooks to {store} start with the ShipStation integration.", "warn")
+        enqueue(session, channel, trigger="wizard", requested_by=viewer.user.email)
+        flash(request, f"Setup finished: the first pass of sales from QuickBooks to {store} is queued.")
         return RedirectResponse("/", status_code=303)
     enqueue(session, channel, trigger="wizard", requested_by=viewer.user.email)
     flash(request, f"Setup finished: the first sync of {channel.name} is queued. Its progress shows below.")
     return RedirectResponse("/", status_code=303)
+
+
+def _apply_reverse(
+    request: Request,
+    app: App,
+    session: Session,
+    channel: Connection,
+    current: ChannelSettings,
+    section: str,
+    values: dict[str, Any],
+) -> ChannelSettings:
+    """A from-QuickBooks step's values, checked against the stores and classes the drop-downs offered."""
+    books = books_connection(session, channel)
+    lists = books_lists(request, app, session, books) if section == "from_books.sales" else BooksLists(None)
+    stores = reverse_forms.read_stores(app, session, channel) if section == "from_books.store" else None
+    return reverse_forms.apply_values(
+        current,
+        section,
+        values,
+        channel_kind=channel.kind,
+        books_kind=books.kind if books else "qbo",
+        class_ids=reverse_forms.class_ids(lists),
+        store_ids=stores.ids if stores is not None else None,
+    )
+
+
+@router.post("/wizard/test/send")
+def wizard_test_send(
+    request: Request, form: FormDep, app: AppDep, session: SessionDep, viewer: ViewerDep, connection: int | None = None
+) -> Response:
+    """Test with one sale: send the sale named in the form to ShipStation and show the result on the step."""
+    channel, step = _channel_and_step(session, viewer, connection, "test")
+    if channel is None or step is None:
+        return not_found(request, viewer)
+    entity, number = str(form.get("test_entity") or ""), str(form.get("test_number") or "")
+    session.commit()  # SQLite: the send reads QuickBooks and ShipStation; never hold the write lock meanwhile
+    result = ReverseSync(app.db, app.adapters).send_one(channel.id, entity, number)
+    return _render_step(
+        request, app, session, viewer, channel, "test", test_result=result, test_entity=entity, test_number=number
+    )
 
 
 @router.post("/wizard/tax/import")
@@ -285,14 +352,44 @@ def wizard_import_tax(
     return RedirectResponse(_url("tax", channel), status_code=303)
 
 
+def _desktop(session: Session, books: Connection | None, slug: str) -> dict[str, Any] | None:
+    """On a QuickBooks Desktop company's list steps: when its lists last arrived, whether a refresh is queued,
+    and the lists themselves (accounts, items, classes, payment methods, sales tax codes)."""
+    if books is None or books.kind != "qbd" or slug not in DESKTOP_LIST_STEPS:
+        return None
+    return {"status": desktop_status(session, books.id), "lists": desktop_lists(session, books.id), "back": slug}
+
+
+def _refresh_desktop_lists(
+    request: Request, session: Session, channel: Connection, books: Connection, back: str | None
+) -> Response:
+    """Desktop cannot be asked now: queue the list queries for the Web Connector's next session."""
+    last = desktop_status(session, books.id).lists_refreshed_at
+    request_list_refresh(session, books.id)
+    cache_of(request.app.state).forget(books.id)
+    when = f"they last arrived {last:%Y-%m-%d %H:%M} UTC" if last else "they have not arrived yet"
+    flash(request, f"QuickBooks lists will refresh the next time the Web Connector runs ({when}).")
+    slugs = {s.slug for s in steps_for(load_settings(session, channel.id))}
+    return RedirectResponse(_url(back if back in slugs else "accounts", channel), status_code=303)
+
+
 @router.post("/wizard/accounts/refresh")
 def wizard_refresh_lists(
-    request: Request, app: AppDep, session: SessionDep, viewer: ViewerDep, connection: int | None = None
+    request: Request,
+    app: AppDep,
+    session: SessionDep,
+    viewer: ViewerDep,
+    connection: int | None = None,
+    back: str | None = None,
 ) -> Response:
-    """Read the QuickBooks lists again and come back to the Accounts step."""
+    """Read the QuickBooks lists again and come back to the Accounts step (Desktop: queue them for the Web
+    Connector and come back to the step `back`)."""
     channel, step = _channel_and_step(session, viewer, connection, "accounts")
     if channel is None or step is None:
         return not_found(request, viewer)
+    books = books_connection(session, channel)
+    if books is not None and books.kind == "qbd":
+        return _refresh_desktop_lists(request, session, channel, books, back)
     lists = books_lists(request, app, session, books_connection(session, channel), refresh=True)
     if lists.catalog is None:
         flash(request, lists.error, "error")
