@@ -127,6 +127,8 @@ def sync(
         else:
             targets = list(session.scalars(select(Connection).where(Connection.role == "channel")))
         names = [(c.id, c.name) for c in targets]
+        kinds = {cid: kind for cid, kind in session.execute(select(Connection.id, Connection.kind))}
+        books_kinds = {c.id: kinds.get(c.books_id) if c.books_id else None for c in targets}
     if not names:
         raise _fail("error: no channel connections yet: add one with `ledgerlink connect shopify`")
     if celery:
@@ -138,7 +140,7 @@ def sync(
         report = engine.run(channel_id, options)
         from ledgerlink.reporting import print_report
 
-        print_report(out, name, report)
+        print_report(out, name, report, desktop=books_kinds.get(channel_id) == "qbd")
         if report.error:
             worst = 1
     raise typer.Exit(worst)

@@ -8,6 +8,7 @@ from rich.console import Console
 from rich.table import Table
 
 from ledgerlink.sync.engine import RunReport
+from ledgerlink.sync.qbwc import QUEUED_FOR_DESKTOP
 
 LABELS = {
     "pulled": "orders pulled from the channel",
@@ -28,14 +29,31 @@ LABELS = {
     "orders_retried": "failed orders put back in line (--retry-failed)",
     "refunds_not_posted": "orders with refunds not posted yet (see the event log)",
 }
+# QuickBooks Desktop is never called during a sync: what the run made waits for the Web Connector.
+DESKTOP_QUEUED = QUEUED_FOR_DESKTOP
+DESKTOP_LABELS = {
+    "customers_created": f"customers {DESKTOP_QUEUED}",
+    "items_created": f"items {DESKTOP_QUEUED}",
+    "postings_planned": f"documents {DESKTOP_QUEUED}",
+}
 
 
-def print_report(console: Console, name: str, report: RunReport) -> None:
-    """A summary table, the documents by type, and every failure with its order and field."""
+def labels(*, desktop: bool = False) -> dict[str, str]:
+    """The count labels, in the order shown; on QuickBooks Desktop what is made is queued, not created."""
+    if not desktop:
+        return LABELS
+    shown = {key: DESKTOP_LABELS.get(key, label) for key, label in LABELS.items()}
+    shown["postings_planned"] = DESKTOP_LABELS["postings_planned"]
+    return shown
+
+
+def print_report(console: Console, name: str, report: RunReport, *, desktop: bool = False) -> None:
+    """A summary table, the documents by type, and every failure with its order and field (`desktop`: the
+    channel posts to QuickBooks Desktop, where the run only queues for the Web Connector)."""
     table = Table(title=f"Sync of {name!r}" + (f" (run {report.run_id})" if report.run_id else " (dry run)"))
     table.add_column("what")
     table.add_column("count", justify="right")
-    for key, label in LABELS.items():
+    for key, label in labels(desktop=desktop).items():
         if report.counts.get(key):
             table.add_row(label, str(report.counts[key]))
     for key, value in sorted(report.counts.items()):

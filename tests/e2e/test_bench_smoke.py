@@ -21,7 +21,6 @@ REQUIRED = (
     "backfill.throttled_429",
     "backfill.peak_rss_mb",
     "backfill.real_minutes",
-    "backfill_prototype.orders_per_minute",
     "naive.orders_per_minute",
     "speedup_vs_naive",
     "fleet.orders_per_minute",

@@ -107,6 +107,63 @@ def test_lost_answer_is_looked_up_not_resent(stack_factory: StackFactory, db_url
     assert order_states(stack)[OrderState.FAILED] == 0
 
 
+def test_a_look_up_that_fails_leaves_the_posting_to_be_looked_up_again(
+    stack_factory: StackFactory, db_url: str
+) -> None:
+    """An answer is lost, and then QuickBooks cannot be reached for the look-up either: the run goes on with the
+    other orders, the posting stays `sending` (never re-sent blind), and the next run looks it up and binds it."""
+    stack = stack_factory(db_url, orders=40)
+    from ledgerlink.books.base import PushResult, PushStatus
+    from ledgerlink.domain.errors import RetryableError
+    from ledgerlink.sync.engine import SyncEngine
+
+    adapters = stack.app.adapters
+    refused = {"left": 1000}
+    lost = {"left": 1}
+
+    class UnreachableFind:
+        kind = "qbo"
+
+        def __init__(self, inner: Any) -> None:
+            self.inner = inner
+
+        def __getattr__(self, name: str) -> Any:
+            return getattr(self.inner, name)
+
+        def push(self, requests: Any) -> Any:
+            results = self.inner.push(requests)
+            if lost["left"]:
+                lost["left"] -= 1  # QuickBooks created the documents; the answer never came back
+                return [PushResult(r.key, PushStatus.UNKNOWN, error="the answer was lost") for r in requests]
+            return results
+
+        def find(self, request: Any) -> Any:
+            if refused["left"]:
+                refused["left"] -= 1
+                raise RetryableError("QuickBooks could not be reached for the look-up")
+            return self.inner.find(request)
+
+    engine = SyncEngine(
+        stack.app.db, channel_factory=adapters.channel, books_factory=lambda conn: UnreachableFind(adapters.books(conn))
+    )
+    report = engine.run(stack.channel_id)
+    assert report.error == ""
+    assert report.counts["lookup_failed"] > 0
+    with stack.app.db.session() as session:
+        sending = session.scalar(select(func.count()).where(Posting.state == PostingState.SENDING))
+    assert sending > 0
+    assert sum(doc_numbers(stack).values()) == report.counts["posted_SalesReceipt"] + sending
+
+    refused["left"] = 0
+    again = engine.run(stack.channel_id)
+    assert again.error == ""
+    assert again.counts["recovered_bound"] == sending
+    numbers = doc_numbers(stack)
+    assert max(numbers.values()) == 1
+    assert sum(numbers.values()) == order_states(stack)[OrderState.POSTED]
+    assert order_states(stack)[OrderState.FAILED] == 0
+
+
 class Crash(BaseException):
     """Stands for the process dying: not an Exception, so nothing in the engine handles it."""
 

@@ -37,14 +37,19 @@ from test_celery import (
     up,
 )
 
+from ledgerlink.books.qbo import QboBooks
 from ledgerlink.sandbox.qbo import Fault
-from ledgerlink.store.models import OrderState, Posting, PostingState, StoredOrder, SyncJob
+from ledgerlink.store.models import Connection, OrderState, Posting, PostingState, StoredOrder, SyncJob
 
 TENANTS = 4
 ORDERS_PER_TENANT = 500  # 2,000 orders
 WORKERS = 4
 MIN_KILLS = 10
 FAULT_EVERY = 20  # one QuickBooks call in twenty is faulted: 5%
+# The QuickBooks connections' `read_timeout`: well above any answer of a sandbox here (slow ones included), and
+# well below a `timeout` fault's hold, so a held request ends in the worker's own read timeout.
+READ_TIMEOUT = 1.0
+HOLD_MS = 5_000
 
 
 @pytest.fixture
@@ -56,9 +61,8 @@ def redis_db() -> Iterator[str]:
 class FaultInjector:
     """Arms one random fault in a tenant's QuickBooks sandbox for every `every` requests it served."""
 
-    # Connection faults (sandbox/faults.py) too: dropped before or after the work, or held and then dropped. The
-    # workers wait 130 s for an answer, so a hold here ends in a reset rather than the client's own read timeout
-    # (tests/contract/test_faults.py and tests/integration/test_connection_faults.py cover that one).
+    # Connection faults (sandbox/faults.py) too: dropped before or after the work, or held past the workers' read
+    # timeout (`READ_TIMEOUT`), before or after the work, so that the client gives up on the answer itself.
     KINDS = (
         "status500",
         "status503",
@@ -113,9 +117,9 @@ class FaultInjector:
                         "latency": Fault(kind="latency", delay_ms=hold, path_contains="/v3/"),
                         "reset": Fault(kind="reset", path_contains="/v3/company"),
                         "reset_after_write": Fault(kind="reset_after_write", path_contains="/v3/company"),
-                        "timeout": Fault(kind="timeout", delay_ms=hold, path_contains="/v3/company"),
+                        "timeout": Fault(kind="timeout", delay_ms=HOLD_MS, path_contains="/v3/company"),
                         "timeout_after_write": Fault(
-                            kind="timeout_after_write", delay_ms=hold, path_contains="/v3/company"
+                            kind="timeout_after_write", delay_ms=HOLD_MS, path_contains="/v3/company"
                         ),
                         # Every access token issued so far stops working: each worker gets a 401 and refreshes.
                         "expire_tokens": Fault(kind="expire_tokens", path_contains="/v3/company"),
@@ -176,6 +180,23 @@ class Driver:
         return time.monotonic() - started
 
 
+def set_read_timeout(dep: Deployment, tenants: list[Tenant], seconds: float) -> None:
+    """Set each QuickBooks connection's `read_timeout` in its stored config, where every worker reads it."""
+    with dep.app.db.session() as session:
+        for tenant in tenants:
+            conn = session.get(Connection, tenant.books_id)
+            assert conn is not None
+            conn.config = {**conn.config, "read_timeout": seconds}
+    with dep.app.db.session(readonly=True) as session:
+        for tenant in tenants:
+            conn = session.get(Connection, tenant.books_id)
+            assert conn is not None
+            books = dep.app.adapters.books(conn)
+            assert isinstance(books, QboBooks)
+            assert books.client.timeout.read == seconds
+            books.close()
+
+
 def _posted(dep: Deployment) -> int:
     with dep.app.db.session() as session:
         return int(session.scalar(select(func.count()).where(Posting.state == PostingState.POSTED)) or 0)
@@ -188,6 +209,7 @@ def test_soak_killed_workers_and_faulted_calls_post_every_order_exactly_once(
     dep = deployment(pg_url, tmp_path, broker_url=redis_db, redis_url=redis_db)
     try:
         tenants = add_tenants(dep, TENANTS, ORDERS_PER_TENANT, seed=101)
+        set_read_timeout(dep, tenants, READ_TIMEOUT)
         driver = Driver(dep)
         started = time.monotonic()
         workers = [dep.start("worker") for _ in range(WORKERS)]

@@ -250,7 +250,8 @@ def test_second_store_gets_a_numbered_name(web: Web) -> None:
 def test_shipstation_connect_with_a_live_check(web: Web, shipstation: RunningServer) -> None:
     signup(web.client, "ss@shop.test", "SS Shop")
     page = web.client.get("/connections/shipstation")
-    assert "start syncing" in page.text
+    assert "sales entered in QuickBooks Online go to ShipStation" in page.text
+    assert "coming release" not in page.text
     token = csrf(web.client, "/connections")
     wrong = web.client.post(
         "/connections/shipstation",
@@ -268,7 +269,10 @@ def test_shipstation_connect_with_a_live_check(web: Web, shipstation: RunningSer
     [conn] = _connections(web)
     assert (conn.kind, conn.role) == ("shipstation", "channel")
     assert web.app.box.open(conn.secrets) == {"api_key": SS_KEY, "api_secret": SS_SECRET}
-    assert "2 stores" in web.client.get(ok.headers["location"]).text
+    detail = web.client.get(ok.headers["location"]).text
+    assert "2 stores" in detail
+    assert "Run the setup wizard to choose the direction" in detail
+    assert "coming release" not in detail
 
 
 def test_channel_disconnect_removes_it(web: Web) -> None:

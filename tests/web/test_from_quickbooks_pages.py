@@ -291,3 +291,98 @@ def test_a_shopify_channel_keeps_only_the_direction_on_that_page(reverse: Revers
     refused = reverse.post(f"/settings/{shop}/from-quickbooks", {"direction": "from_quickbooks"})
     assert refused.status_code == 422
     assert 'data-field="direction"' in refused.text
+
+
+def test_statuses_ship_via_shipping_items_and_first_sync_days_are_edited_on_the_pages(reverse: Reverse) -> None:
+    path = f"/settings/{reverse.channel}/from-quickbooks"
+    page = reverse.client.get(path).text
+    assert options_of(page, "from_books.paid_status") == {
+        "awaiting_payment": "Awaiting Payment",
+        "awaiting_shipment": "Awaiting Shipment",
+        "on_hold": "On Hold",
+    }
+    assert re.search(r'name="from_books.first_sync_days"[^>]*value="7"', page)
+    form = {
+        **FULL_FORM,
+        "from_books.paid_status": "on_hold",
+        "from_books.balance_due_status": "awaiting_shipment",
+        "from_books.ship_via.0.ship_via": "UPS Ground",
+        "from_books.ship_via.0.service": "UPS® Ground",
+        "from_books.ship_via.1.ship_via": "",
+        "from_books.ship_via.1.service": "",
+        "from_books.ship_via.2.ship_via": "Fed Ex",
+        "from_books.ship_via.2.service": "FedEx Home Delivery®",
+        "from_books.default_service": "Standard",
+        "from_books.shipping_item_names": "Shipping\r\nFreight & Handling\r\n\r\nshipping",
+        "from_books.first_sync_days": "30",
+    }
+    assert reverse.post(path, form).status_code == 303
+    fb = reverse.settings()
+    assert (fb.paid_status.value, fb.balance_due_status.value) == ("on_hold", "awaiting_shipment")
+    assert fb.ship_via_services == {"UPS Ground": "UPS® Ground", "Fed Ex": "FedEx Home Delivery®"}
+    assert fb.default_service == "Standard"
+    assert fb.shipping_item_names == ["Shipping", "Freight & Handling"]
+    assert fb.first_sync_days == 30
+    shown = reverse.client.get(path).text
+    assert 'value="FedEx Home Delivery®"' in shown
+    assert "Freight &amp; Handling</textarea>" in shown
+
+    # Removing a row drops its mapping; the wizard's Pair step, posting only the store, keeps the rest.
+    removed = {**form, "from_books.ship_via.0.remove": "1"}
+    assert reverse.post(path, removed).status_code == 303
+    assert reverse.settings().ship_via_services == {"Fed Ex": "FedEx Home Delivery®"}
+    q = f"?connection={reverse.channel}"
+    assert reverse.post(f"/wizard/pair{q}", {"from_books.store_id": "310203"}).status_code == 303
+    kept = reverse.settings()
+    assert (kept.store_id, kept.paid_status.value, kept.ship_via_services) == (
+        310203,
+        "on_hold",
+        {"Fed Ex": "FedEx Home Delivery®"},
+    )
+    wizard_sales = reverse.client.get(f"/wizard/sales{q}").text
+    assert re.search(r'name="from_books.first_sync_days"[^>]*value="30"', wizard_sales)
+    summary = reverse.client.get(f"/wizard/account{q}").text
+    assert "as On Hold (Awaiting Shipment while an invoice has a balance due). Mapped ship via: Fed Ex." in summary
+
+
+@pytest.mark.parametrize(
+    ("change", "field", "words"),
+    [
+        ({"from_books.paid_status": "shipped"}, "from_books.paid_status", "Awaiting Shipment"),
+        ({"from_books.balance_due_status": ""}, "from_books.balance_due_status", "statuses ShipStation creates"),
+        (
+            {"from_books.ship_via.0.ship_via": "UPS", "from_books.ship_via.0.service": ""},
+            "from_books.ship_via.0.service",
+            "Enter the ShipStation service",
+        ),
+        (
+            {"from_books.ship_via.0.ship_via": "", "from_books.ship_via.0.service": "Ground"},
+            "from_books.ship_via.0.ship_via",
+            "Enter the QuickBooks ship via",
+        ),
+        (
+            {
+                "from_books.ship_via.0.ship_via": "UPS",
+                "from_books.ship_via.0.service": "Ground",
+                "from_books.ship_via.1.ship_via": "ups",
+                "from_books.ship_via.1.service": "Air",
+            },
+            "from_books.ship_via.1.ship_via",
+            "already mapped in row 1",
+        ),
+        ({"from_books.default_service": "x" * 101}, "from_books.default_service", "At most 100"),
+        ({"from_books.shipping_item_names": "Shipping\n" + "y" * 101}, "from_books.shipping_item_names", "Line 2"),
+        ({"from_books.first_sync_days": "31"}, "from_books.first_sync_days", "from 0 to 30"),
+        ({"from_books.first_sync_days": "a week"}, "from_books.first_sync_days", "whole number of days"),
+    ],
+)
+def test_bad_options_are_named_next_to_their_field(
+    reverse: Reverse, change: dict[str, Any], field: str, words: str
+) -> None:
+    before = reverse.settings()
+    answer = reverse.post(f"/settings/{reverse.channel}/from-quickbooks", {**FULL_FORM, **change})
+    assert answer.status_code == 422
+    message = re.search(rf'<p class="field-error" data-field="{re.escape(field)}">([^<]*)</p>', answer.text)
+    assert message, answer.text[-2000:]
+    assert words in message[1]
+    assert reverse.settings() == before

@@ -257,3 +257,23 @@ def test_csrf_and_other_companies(web: Web) -> None:
     assert stolen.status_code == 404
     assert other.get(f"{base}/export.json").status_code == 404
     assert names(web, channel_id) == []
+
+
+def test_a_location_rule_is_refused_for_a_desktop_company(web: Web) -> None:
+    channel_id = channel_with_orders(web, web.client, email="desk@shop.test", company="Desk Shop")
+    with web.app.db.session() as session:
+        channel = session.get(Connection, channel_id)
+        assert channel is not None
+        desktop = Connection(
+            company_id=channel.company_id, name="Desktop", kind="qbd", role="books", config={}, secrets=b""
+        )
+        session.add(desktop)
+        session.flush()
+        channel.books_id = desktop.id
+    base = f"/settings/{channel_id}/rules"
+    refused = post(web.client, f"{base}/new", **rule_form("North", [], [("set_department", "North")]))
+    assert refused.status_code == 422
+    assert "QuickBooks Desktop has no locations" in refused.text
+    assert names(web, channel_id) == []
+    allowed = post(web.client, f"{base}/new", **rule_form("Wholesale", [], [("set_class", "1")]))
+    assert allowed.status_code == 303

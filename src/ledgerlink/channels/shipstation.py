@@ -23,7 +23,6 @@ from collections.abc import Callable, Iterator, Mapping, Sequence
 from datetime import UTC, datetime, timedelta
 from decimal import Decimal
 from typing import Any, ClassVar
-from urllib.parse import urlsplit
 from zoneinfo import ZoneInfo
 
 import httpx
@@ -32,7 +31,7 @@ from pydantic import BaseModel, ConfigDict, Field, SecretStr, field_validator
 from ledgerlink import jsonwire
 from ledgerlink.channels.base import ChannelPage, Cursor, Window, register_channel
 from ledgerlink.channels.fields import FieldReader, key_text
-from ledgerlink.domain.errors import MappingError, NeedsUserError, PermanentError, RetryableError
+from ledgerlink.domain.errors import MappingError, PermanentError, RetryableError
 from ledgerlink.domain.money import ZERO, cents, parse_quantity, shown, total
 from ledgerlink.domain.order import (
     Address,
@@ -46,7 +45,7 @@ from ledgerlink.domain.order import (
     TaxLine,
     Totals,
 )
-from ledgerlink.http import Action, classify_status, new_client, retry_after_seconds
+from ledgerlink.http import RetryPolicy, new_client, rate_limit_wait, send_with_retries
 
 PACIFIC = ZoneInfo("America/Los_Angeles")
 DEFAULT_BASE_URL = "https://ssapi.shipstation.com"
@@ -343,67 +342,26 @@ class ShipStationChannel:
         """One call within the key pair's rate limit (waits for the window instead of a 429; retries a 429).
 
         `body` is sent as JSON (Decimals exact). Passing faults are retried a bounded number of times when the
-        call may be repeated: reads always; writes only when `replayable` (ShipStation's createorder(s) are
-        upserts by orderKey, so repeating them is safe; `markasshipped` is not). A write whose answer was lost
-        and that may not be repeated raises `RetryableError` at once.
+        call may be repeated (`ledgerlink.http`'s loop): reads always; writes only when `replayable`
+        (ShipStation's createorder(s) are upserts by orderKey, so repeating them is safe; `markasshipped` is
+        not). Only a failure to connect proves a request never left: a write that may not be repeated and whose
+        answer was lost (a reset, a read timeout, 502/504) raises `UnknownOutcome` at once, never re-sent.
         """
         url = f"{self.config.base_url}{path}"
         auth = (self.config.api_key.get_secret_value(), self.config.api_secret.get_secret_value())
         content = None if body is None else jsonwire.dumps(body).encode()
         headers = {"Content-Type": "application/json"} if content is not None else None
-        reading = method.upper() == "GET"
-        throttled = failed = 0
-        while True:
+        query = dict(params or {})
+
+        def send() -> httpx.Response:
             self._wait_for_window()
-            try:
-                response = self._client.request(
-                    method, url, params=dict(params or {}), auth=auth, content=content, headers=headers
-                )
-            except httpx.TransportError as exc:
-                # Only a failure to connect proves the request never left; a reset or a read timeout after it
-                # was sent leaves a write's outcome unknown, so it is raised, never re-sent blindly.
-                if not (reading or replayable) and not isinstance(exc, _NEVER_SENT):
-                    raise RetryableError(
-                        f"ShipStation's answer to {method} {path} was lost: {exc}", retry_after=30.0
-                    ) from exc
-                failed += 1
-                if failed >= MAX_FAILED_TRIES:
-                    raise RetryableError(f"ShipStation did not answer: {exc}", retry_after=30.0) from exc
-                self._sleep(_backoff(failed))
-                continue
-            action = classify_status(response.status_code)
-            if action is Action.OK:
-                self._note_budget(response)
-                return response
-            if action is Action.RATE_LIMITED:
-                throttled += 1
-                # The first 429 waits exactly for the reset; if the window still refuses (another app on the
-                # same key pair, or a reset rounded down to 0), wait longer each time.
-                wait = max(_reset_seconds(response), _backoff(throttled - 1) if throttled > 1 else 0.0)
-                if throttled >= MAX_THROTTLED_TRIES:
-                    raise RetryableError("ShipStation kept answering 429 Too Many Requests", retry_after=wait)
-                self._sleep(wait)
-                continue
-            if action in {Action.RETRY, Action.UNKNOWN_OUTCOME}:
-                # A read changes nothing, so an unknown outcome is just another retry; so is an upsert.
-                if not (reading or replayable):
-                    raise RetryableError(
-                        f"ShipStation answered {response.status_code} to {method} {path}: {_error_text(response)}",
-                        retry_after=30.0,
-                    )
-                failed += 1
-                if failed >= MAX_FAILED_TRIES:
-                    raise RetryableError(
-                        f"ShipStation answered {response.status_code}: {_error_text(response)}", retry_after=30.0
-                    )
-                self._sleep(_backoff(failed))
-                continue
-            if action is Action.REFRESH_TOKEN:
-                raise NeedsUserError(RECONNECT_MESSAGE, action="reconnect")
-            raise PermanentError(
-                f"ShipStation refused {urlsplit(url).path}: {response.status_code} {_error_text(response)}",
-                code=str(response.status_code),
-            )
+            return self._client.request(method, url, params=query, auth=auth, content=content, headers=headers)
+
+        response = send_with_retries(
+            send, SHIPSTATION_RETRIES.attempts(method, url, replayable=replayable), self._sleep
+        )
+        self._note_budget(response)
+        return response
 
     def _note_budget(self, response: httpx.Response) -> None:
         """Remember to wait for the next window once this one is used up (the key pair's 40 a minute)."""
@@ -434,13 +392,6 @@ class ShipStationChannel:
 # -- HTTP helpers ---------------------------------------------------------------------------------------
 
 
-_NEVER_SENT = (httpx.ConnectError, httpx.ConnectTimeout, httpx.PoolTimeout)
-
-
-def _backoff(attempt: int) -> float:
-    return float(min(30.0, 0.5 * 2 ** (attempt - 1)))
-
-
 def _not_json(constant: str) -> None:
     """NaN and Infinity are not JSON (Python reads them; PostgreSQL refuses to store an order holding them)."""
     raise ValueError(f"{constant} is not a JSON value")
@@ -458,10 +409,7 @@ def _header_number(response: httpx.Response, name: str) -> float | None:
 
 def _reset_seconds(response: httpx.Response) -> float:
     """Seconds until the rate-limit window resets: ShipStation's header, else Retry-After, else a minute."""
-    reset = _header_number(response, "X-Rate-Limit-Reset")
-    if reset is not None and reset >= 0:
-        return reset
-    return retry_after_seconds(response, DEFAULT_RESET_SECONDS)
+    return rate_limit_wait(response, DEFAULT_RESET_SECONDS)
 
 
 def _orders_of(body: Any) -> list[dict[str, Any]]:
@@ -526,6 +474,19 @@ def _error_text(response: httpx.Response) -> str:
 def _said(value: object) -> str:
     """A message of ShipStation's as text: strings as they are (shortened), anything else shown safely."""
     return value[:200] if isinstance(value, str) else shown(value)
+
+
+# The first 429 waits exactly for the window's reset; if the window still refuses (another app on the same key
+# pair, or a reset rounded down to 0), each further one waits longer.
+SHIPSTATION_RETRIES = RetryPolicy(
+    remote="ShipStation",
+    reconnect_message=RECONNECT_MESSAGE,
+    describe=_error_text,
+    throttle_default=DEFAULT_RESET_SECONDS,
+    throttle_backoff=True,
+    max_failed=MAX_FAILED_TRIES,
+    max_throttled=MAX_THROTTLED_TRIES,
+)
 
 
 # -- parse ----------------------------------------------------------------------------------------------

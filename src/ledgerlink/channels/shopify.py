@@ -19,7 +19,7 @@ from pydantic import BaseModel, ConfigDict, Field, SecretStr, field_validator
 
 from ledgerlink.channels.base import ChannelPage, Cursor, Window, register_channel
 from ledgerlink.channels.fields import MAX_KEY, FieldReader, key_text
-from ledgerlink.domain.errors import MappingError, NeedsUserError, PermanentError, RetryableError
+from ledgerlink.domain.errors import MappingError, PermanentError, RetryableError
 from ledgerlink.domain.money import ZERO, cents, parse_quantity, read_number, shown, total
 from ledgerlink.domain.order import (
     Address,
@@ -36,7 +36,7 @@ from ledgerlink.domain.order import (
     TaxLine,
     Totals,
 )
-from ledgerlink.http import Action, classify_status, new_client, retry_after_seconds
+from ledgerlink.http import RetryPolicy, new_client, send_with_retries
 
 PAGE_LIMIT = 250
 INVENTORY_IDS_PER_REQUEST = 50
@@ -263,48 +263,22 @@ class ShopifyChannel:
         *,
         body: Mapping[str, Any] | None = None,
         accept: frozenset[int] = frozenset(),
+        replayable: bool = True,
     ) -> httpx.Response:
-        """One call with Shopify's rate limit respected and passing faults retried a bounded number of times.
+        """One call with Shopify's rate limit respected and passing faults retried (`ledgerlink.http`'s loop).
 
-        Only reads and idempotent writes come here (a repeated webhook subscription is refused, not doubled).
+        Every write of this adapter is replayable (a repeated webhook subscription is refused as taken, a stock
+        level is absolute); one that is not would raise `UnknownOutcome` when its answer is lost.
         Statuses in `accept` are returned to the caller instead of raising."""
         headers = {"X-Shopify-Access-Token": self.config.access_token.get_secret_value()}
-        throttled = failed = 0
-        while True:
-            try:
-                response = self._client.request(method, url, params=params, headers=headers, json=body)
-            except httpx.TransportError as exc:
-                failed += 1
-                if failed >= MAX_FAILED_TRIES:
-                    raise RetryableError(f"Shopify did not answer: {exc}", retry_after=30.0) from exc
-                self._sleep(_backoff(failed))
-                continue
-            action = classify_status(response.status_code)
-            if action is Action.OK or response.status_code in accept:
-                self._pace(response)
-                return response
-            if action is Action.RATE_LIMITED:
-                throttled += 1
-                wait = retry_after_seconds(response, 2.0)
-                if throttled >= MAX_THROTTLED_TRIES:
-                    raise RetryableError("Shopify kept throttling the requests", retry_after=wait)
-                self._sleep(wait)
-                continue
-            if action in {Action.RETRY, Action.UNKNOWN_OUTCOME}:
-                # A read changes nothing, so an unknown outcome is just another retry.
-                failed += 1
-                if failed >= MAX_FAILED_TRIES:
-                    raise RetryableError(
-                        f"Shopify answered {response.status_code}: {_error_text(response)}", retry_after=30.0
-                    )
-                self._sleep(_backoff(failed))
-                continue
-            if action is Action.REFRESH_TOKEN:
-                raise NeedsUserError(RECONNECT_MESSAGE, action="reconnect")
-            raise PermanentError(
-                f"Shopify refused {urlsplit(url).path}: {response.status_code} {_error_text(response)}",
-                code=str(response.status_code),
-            )
+        attempts = SHOPIFY_RETRIES.attempts(method, url, replayable=replayable, accept=accept)
+        response = send_with_retries(
+            lambda: self._client.request(method, url, params=params, headers=headers, json=body),
+            attempts,
+            self._sleep,
+        )
+        self._pace(response)
+        return response
 
     def _pace(self, response: httpx.Response) -> None:
         """Wait before the next call when the leaky bucket is nearly full, instead of running into 429s."""
@@ -729,10 +703,6 @@ def _iso(moment: datetime) -> str:
     return aware.isoformat()
 
 
-def _backoff(attempt: int) -> float:
-    return float(min(30.0, 0.5 * 2 ** (attempt - 1)))
-
-
 def _json_list(response: httpx.Response, key: str) -> list[dict[str, Any]]:
     try:
         body = response.json(parse_constant=_not_json)
@@ -784,6 +754,17 @@ def _error_text(response: httpx.Response) -> str:
 def _said(value: object) -> str:
     """A message of Shopify's as text: strings as they are (shortened), anything else shown safely."""
     return value[:200] if isinstance(value, str) else shown(value)
+
+
+# Shopify's 429 says Retry-After (2 s, the bucket's leak), and says it again each time: no growing wait.
+SHOPIFY_RETRIES = RetryPolicy(
+    remote="Shopify",
+    reconnect_message=RECONNECT_MESSAGE,
+    describe=_error_text,
+    throttle_default=2.0,
+    max_failed=MAX_FAILED_TRIES,
+    max_throttled=MAX_THROTTLED_TRIES,
+)
 
 
 def _last_position(orders: Sequence[Mapping[str, Any]]) -> Cursor | None:

@@ -67,6 +67,8 @@ class Catalog:
     tax_codes: dict[str, str] = field(default_factory=dict)
     payment_methods: dict[str, str] = field(default_factory=dict)
     classes: dict[str, str] = field(default_factory=dict)
+    # QuickBooks Online's locations (the Department entity), folded full name → id; Desktop has none.
+    departments: dict[str, str] = field(default_factory=dict)
 
     def find_item(self, sku: str, name: str) -> ItemRecord | None:
         """Match on SKU first (the item's SKU or an item named like the SKU), then on name."""
@@ -75,6 +77,15 @@ class Catalog:
             if hit:
                 return hit
         return self.items_by_name.get(fold(name)) if name else None
+
+    def find_department(self, name: str) -> str | None:
+        """The id of a location (department) named by its full name ("East:Boston"), its name, or its id."""
+        key = fold(name)
+        if not key:
+            return None
+        if key in self.departments:
+            return self.departments[key]
+        return name.strip() if name.strip() in self.departments.values() else None
 
     def find_customer(self, email: str, name: str) -> CustomerRecord | None:
         """Match on e-mail first, then on display name."""

@@ -110,6 +110,18 @@ def shipment_of(order: Order) -> Shipment | None:
     )
 
 
+# The documents that carry a location in QuickBooks Online (a Payment has no DepartmentRef).
+DEPARTMENT_KINDS = frozenset(
+    {
+        DocumentKind.SALES_RECEIPT,
+        DocumentKind.INVOICE,
+        DocumentKind.ESTIMATE,
+        DocumentKind.CREDIT_MEMO,
+        DocumentKind.REFUND_RECEIPT,
+    }
+)
+
+
 class Link(_Value):
     """This document applies to (or follows from) another document of the same order, by role."""
 
@@ -143,6 +155,8 @@ class Document(_Value):
     ar_account: Ref | None = None
     payment_method: Ref | None = None
     class_ref: Ref | None = None
+    # QuickBooks Online's location (DepartmentRef); set by a rule, never on a Payment (QBO has no field for it).
+    department: Ref | None = None
     tax_code: Ref | None = None
     links: tuple[Link, ...] = ()
     shipment: Shipment | None = None
@@ -155,7 +169,14 @@ class Document(_Value):
     def refs(self) -> list[Ref]:
         """Every books reference this document carries."""
         found: list[Ref] = []
-        for ref in (self.customer, self.deposit_account, self.ar_account, self.payment_method, self.class_ref):
+        for ref in (
+            self.customer,
+            self.deposit_account,
+            self.ar_account,
+            self.payment_method,
+            self.class_ref,
+            self.department,
+        ):
             if ref is not None:
                 found.append(ref)
         for line in self.lines:

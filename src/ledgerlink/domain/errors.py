@@ -34,6 +34,10 @@ class RetryableError(LedgerlinkError):
         super().__init__(message)
 
 
+class UnknownOutcome(RetryableError):
+    """A write was sent and its answer lost: it may or may not have been done, so look before sending it again."""
+
+
 class PermanentError(LedgerlinkError):
     """The remote refused this one request for good (validation); other requests go on."""
 

@@ -13,7 +13,16 @@ from dataclasses import dataclass, field
 from decimal import Decimal
 from typing import Any
 
-from ledgerlink.domain.catalog import Catalog, CatalogQuery, MasterData, NewCustomer, NewItem, fold
+from ledgerlink.domain.catalog import (
+    Catalog,
+    CatalogQuery,
+    CustomerRecord,
+    ItemRecord,
+    MasterData,
+    NewCustomer,
+    NewItem,
+    fold,
+)
 from ledgerlink.domain.documents import (
     SHIPPING_ITEM_ID,
     DocLine,
@@ -201,6 +210,8 @@ def plan(
     result.rules = decision
     if decision.memo_tags:
         result.documents = [doc.model_copy(update={"memo": decision.memo(doc.memo)}) for doc in result.documents]
+    if decision.department is not None and result.documents:
+        result.documents = decision.locate(result.documents, catalog, order)  # a rule's location (QBO only)
     return result
 
 
@@ -259,7 +270,7 @@ def reconcile(
     changed = [
         role
         for role, doc in posted.items()
-        if role not in wanted or not same_document(doc.document, wanted[role], shipment=False)
+        if role not in wanted or not same_document(doc.document, wanted[role], shipment=False, catalog=catalog)
     ]
     policy = settings.update_policy
     # Tracking is not a financial change: whatever the update policy, a new shipment is written (once) onto a
@@ -307,22 +318,45 @@ def _voids(books: Sequence[PostedDoc]) -> list[Change]:
     return [Change(ChangeKind.VOID, doc.document) for doc in ordered]
 
 
-def same_document(a: Document, b: Document, *, shipment: bool = True) -> bool:
+def same_document(a: Document, b: Document, *, shipment: bool = True, catalog: Catalog | None = None) -> bool:
     """The two documents say the same in the books: references compared by id, the marker and the scope of
-    the last update ignored; with `shipment=False` the shipment (tracking) too."""
+    the last update ignored; with `shipment=False` the shipment (tracking) too.
+
+    On QuickBooks Desktop a customer or item we queued is referred to by its FullName until a Web Connector
+    session brings back its ListID, and by the ListID after that; given the `catalog` (which knows both), the
+    two forms of one record are one reference, so that change alone is no change."""
     ignored = {"marker", "scope"} | (set() if shipment else {"shipment"})
-    same: bool = _comparable(a.model_dump(exclude=ignored)) == _comparable(b.model_dump(exclude=ignored))
+    left, right = a.model_dump(exclude=ignored), b.model_dump(exclude=ignored)
+    if _comparable(left, None) == _comparable(right, None):
+        return True
+    if catalog is None or catalog.company.books != "qbd":
+        return False
+    same: bool = _comparable(left, catalog) == _comparable(right, catalog)
     return same
 
 
-def _comparable(value: Any) -> Any:
+def _desktop_id(catalog: Catalog, field: str, ref_id: str) -> str:
+    """The ListID of the Desktop customer or item a FullName reference names (the id itself otherwise)."""
+    if field == "customer":
+        record: CustomerRecord | ItemRecord | None = catalog.customers_by_name.get(fold(ref_id))
+    elif field == "item":
+        record = catalog.items_by_name.get(fold(ref_id))
+    else:
+        return ref_id
+    return record.id if record is not None else ref_id
+
+
+def _comparable(value: Any, desktop: Catalog | None, field: str = "") -> Any:
     if isinstance(value, dict):
         if set(value) == {"key", "name", "id"}:
             # A reference: how it was matched (its key) and the name it was shown under do not matter.
-            return ("ref", value["id"]) if value["id"] is not None else ("name", value["name"])
-        return {key: _comparable(item) for key, item in value.items()}
+            if value["id"] is None:
+                return ("name", value["name"])
+            ref_id = str(value["id"])
+            return ("ref", _desktop_id(desktop, field, ref_id) if desktop is not None else ref_id)
+        return {key: _comparable(item, desktop, key) for key, item in value.items()}
     if isinstance(value, list | tuple):
-        return [_comparable(item) for item in value]
+        return [_comparable(item, desktop, field) for item in value]
     return value
 
 

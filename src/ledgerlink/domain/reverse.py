@@ -26,7 +26,7 @@ The rules:
 from __future__ import annotations
 
 import enum
-from collections.abc import Mapping
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
 from datetime import date, datetime
 from decimal import Decimal, InvalidOperation
@@ -594,3 +594,322 @@ def _country(raw: str, default: str) -> str:
 def _wall(day: date) -> str:
     """A date as ShipStation's Pacific wall-clock timestamp (midnight)."""
     return datetime(day.year, day.month, day.day).strftime("%Y-%m-%dT%H:%M:%S.0000000")  # noqa: DTZ001 - Pacific wall time
+
+
+# -- QuickBooks Desktop as the source ---------------------------------------------------------------------------
+#
+# The same rules for a Desktop sale, read from its qbXML Ret as plain values (`books/qbd/qbxml.read_sale`):
+# orderKey `qbd-<books connection>-<type>-<TxnID>`, source "QuickBooks Desktop", the sales order (Desktop has real
+# ones) as an order to fulfil with nothing paid. A voided sale (QuickBooks zeroes it and puts "VOID:" before its
+# memo), a deleted one, or a sales order closed in QuickBooks before it shipped cancels the order. An invoice
+# made from a sales order that is itself sent is not sent again (it would ship twice). What ShipStation shipped
+# comes back as one …Mod: ShipDate, ShipMethodRef (only a ship method the company file has), the tracking number
+# in `Other` (29 characters; a longer one, or a second shipment, goes to the memo) and, for a sales order,
+# IsManuallyClosed.
+
+DESKTOP_SOURCE = "QuickBooks Desktop"
+DESKTOP_ENTITIES = ("SalesOrder", "Invoice", "SalesReceipt")
+MAX_DESKTOP_OTHER = 29
+MAX_DESKTOP_MEMO = 4095
+MAX_DESKTOP_SHIP_METHOD = 15
+# ShipStation carrier codes → the names QuickBooks' default Ship Via list uses.
+_CARRIER_SHIP_VIA = {
+    "ups": "UPS",
+    "ups_walleted": "UPS",
+    "fedex": "FedEx",
+    "stamps_com": "US Mail",
+    "usps": "US Mail",
+    "dhl_express": "DHL",
+    "dhl_express_worldwide": "DHL",
+}
+
+
+def desktop_order_key(books_id: int | str, entity: str, txn_id: str) -> str:
+    """The ShipStation orderKey of one Desktop document (the TxnID never changes, so resends upsert)."""
+    return f"qbd-{books_id}-{entity}-{txn_id}"
+
+
+def desktop_total(sale: Mapping[str, Any]) -> Decimal:
+    """The sale's total: TotalAmount, or (an InvoiceRet has none) Subtotal + SalesTaxTotal."""
+    if str(sale.get("TotalAmount") or "").strip():
+        return _amount(sale.get("TotalAmount"))
+    return _amount(sale.get("Subtotal")) + _amount(sale.get("SalesTaxTotal"))
+
+
+def desktop_is_voided(sale: Mapping[str, Any]) -> bool:
+    """QuickBooks keeps a voided sale with every amount zeroed and "VOID:" at the start of its memo."""
+    return str(sale.get("Memo") or "").startswith("VOID:") and desktop_total(sale) == ZERO
+
+
+def desktop_is_closed(sale: Mapping[str, Any], entity: str) -> bool:
+    """A sales order closed in QuickBooks (by hand, or by us after it shipped)."""
+    return entity == SaleType.SALES_ORDER and str(sale.get("IsManuallyClosed") or "").lower() == "true"
+
+
+def desktop_class_ids(sale: Mapping[str, Any]) -> set[str]:
+    """The classes a Desktop sale carries (header and lines), by ListID and by full name."""
+    found: set[str] = set()
+    refs = [sale.get("ClassRef"), *(line.get("ClassRef") for line in _desktop_lines(sale))]
+    for ref in refs:
+        if isinstance(ref, Mapping):
+            found |= {str(ref.get("ListID") or ""), str(ref.get("FullName") or "")}
+    found.discard("")
+    return found
+
+
+def desktop_wanted(sale: Mapping[str, Any], entity: str, settings: FromBooksSettings) -> str | None:
+    """None when the Desktop sale goes to ShipStation, else why not. Classes match by ListID or full name."""
+    if entity not in settings.entities:
+        return f"{entity} is not a chosen transaction type"
+    if settings.class_ids and not (desktop_class_ids(sale) & set(settings.class_ids)):
+        return "its QuickBooks class is not one of the chosen classes"
+    if entity == SaleType.INVOICE and SaleType.SALES_ORDER in settings.transaction_types:
+        for link in sale.get("LinkedTxn") or []:
+            if isinstance(link, Mapping) and link.get("TxnType") == "SalesOrder":
+                return "it was invoiced from a sales order, which is the order sent to ShipStation"
+    return None
+
+
+def desktop_balance_due(sale: Mapping[str, Any], entity: str) -> Decimal:
+    if entity != SaleType.INVOICE:
+        return ZERO
+    return max(_amount(sale.get("BalanceRemaining")), ZERO)
+
+
+def desktop_to_shipstation(
+    sale: Mapping[str, Any],
+    entity: str,
+    books_key: int | str,
+    settings: FromBooksSettings,
+    *,
+    items: Mapping[str, ItemInfo],
+    subtotal_items: frozenset[str] = frozenset(),
+) -> dict[str, Any]:
+    """The createorder body of one live Desktop sale; raises MappingError naming the order and the field.
+
+    `items` are the company file's items by ListID (name and SKU); lines of `subtotal_items` (Desktop's
+    Subtotal items repeat the lines above them) are left out."""
+    txn_id = str(sale.get("TxnID") or "")
+    number = str(sale.get("RefNumber") or "") or f"{entity}-{sale.get('TxnNumber') or txn_id}"
+
+    def fail(message: str, field: str) -> MappingError:
+        return MappingError(message, order=number, field=field)
+
+    def money(raw: object, field: str) -> Decimal:
+        value = _decimal(raw) if raw not in (None, "") else ZERO
+        if value is None:
+            raise fail(f"expected an amount, got {raw!r}", field)
+        return cents(value)
+
+    if not txn_id:
+        raise fail("the sale has no TxnID", "TxnID")
+    if len(number) > MAX_ORDER_NUMBER:
+        raise fail(f"a ShipStation order number holds at most {MAX_ORDER_NUMBER} characters", "RefNumber")
+    shipping_names = {n.casefold() for n in settings.shipping_item_names}
+    products: list[dict[str, Any]] = []
+    adjustments: list[dict[str, Any]] = []
+    shipping = ZERO
+    for index, line in enumerate(_desktop_lines(sale)):
+        where = f"lines[{index}]"
+        ref = line.get("ItemRef")
+        if not isinstance(ref, Mapping) or not (ref.get("ListID") or ref.get("FullName")):
+            continue  # a description-only line
+        item_id = str(ref.get("ListID") or "")
+        if item_id in subtotal_items:
+            continue
+        info = items.get(item_id)
+        name = (info.name if info is not None else "") or str(ref.get("FullName") or "")
+        amount = money(line.get("Amount"), f"{where}.Amount")
+        if name.casefold() in shipping_names:
+            shipping += amount
+            continue
+        if amount < 0:
+            adjustments.append(_adjustment(f"discount-{line.get('TxnLineID') or index}", name or "Discount", amount))
+            continue
+        products.append(_desktop_item(line, name, info, amount, where, fail))
+    tax = money(sale.get("SalesTaxTotal"), "SalesTaxTotal")
+    total = desktop_total(sale)
+    lines_out = products + adjustments
+    computed = cents(sum((Decimal(i["quantity"]) * i["unitPrice"] for i in lines_out), ZERO)) + shipping + tax
+    if computed != total:
+        lines_out.append(_adjustment("adjustment", "Adjustment", total - computed))
+    try:
+        txn_date = date.fromisoformat(str(sale.get("TxnDate") or "")[:10])
+    except ValueError:
+        raise fail(f"expected a date, got {sale.get('TxnDate')!r}", "TxnDate") from None
+    customer = sale.get("CustomerRef")
+    customer_name = str(customer.get("FullName") or "") if isinstance(customer, Mapping) else ""
+    addressee = customer_name.split(":")[0].strip()
+    bill_to = _desktop_address(sale.get("BillAddress"), addressee, settings.default_country)
+    ship_to = _desktop_address(sale.get("ShipAddress"), addressee, settings.default_country) or bill_to
+    if ship_to is None:
+        raise fail("the sale has no ship-to or bill-to address", "ShipAddress")
+    paid = ZERO if entity == SaleType.SALES_ORDER else total - desktop_balance_due(sale, entity)
+    status = (settings.balance_due_status if desktop_balance_due(sale, entity) > 0 else settings.paid_status).value
+    ship_via_ref = sale.get("ShipMethodRef")
+    ship_via_name = str(ship_via_ref.get("FullName") or "") if isinstance(ship_via_ref, Mapping) else ""
+    services = {k.casefold(): v for k, v in settings.ship_via_services.items()}
+    service = services.get(ship_via_name.casefold()) if ship_via_name else None
+    message = sale.get("CustomerMsgRef")
+    payment = sale.get("PaymentMethodRef")
+    options: dict[str, Any] = {
+        "customField1": number,
+        "customField2": f"QuickBooks Desktop {entity} {txn_id}",
+        "source": DESKTOP_SOURCE,
+    }
+    if settings.store_id is not None:
+        options["storeId"] = settings.store_id
+    body: dict[str, Any] = {
+        "orderNumber": number,
+        "orderKey": desktop_order_key(books_key, entity, txn_id),
+        "orderDate": _wall(txn_date),
+        "orderStatus": status,
+        "customerUsername": addressee,
+        "customerEmail": "",
+        "billTo": bill_to or ship_to,
+        "shipTo": ship_to,
+        "items": lines_out,
+        "amountPaid": paid,
+        "taxAmount": tax,
+        "shippingAmount": shipping,
+        "customerNotes": str(message.get("FullName") or "") if isinstance(message, Mapping) else "",
+        "internalNotes": str(sale.get("Memo") or "")[:1000],
+        "paymentMethod": str(payment.get("FullName") or "") if isinstance(payment, Mapping) else "",
+        "requestedShippingService": service or settings.default_service or ship_via_name,
+        "advancedOptions": options,
+    }
+    if paid > 0:
+        body["paymentDate"] = _wall(txn_date)
+    return body
+
+
+def _desktop_lines(sale: Mapping[str, Any]) -> list[Mapping[str, Any]]:
+    lines = sale.get("lines")
+    return [line for line in lines if isinstance(line, Mapping)] if isinstance(lines, list) else []
+
+
+def _desktop_item(
+    line: Mapping[str, Any],
+    name: str,
+    info: ItemInfo | None,
+    amount: Decimal,
+    where: str,
+    fail: Callable[[str, str], MappingError],
+) -> dict[str, Any]:
+    qty_raw = line.get("Quantity")
+    quantity = _decimal(qty_raw) if qty_raw not in (None, "") else Decimal(1)
+    if quantity is None or quantity < 0:
+        raise fail(f"expected a quantity, got {qty_raw!r}", f"{where}.Quantity")
+    label = str(line.get("Desc") or "").strip() or name or "Item"
+    sku = (info.sku if info is not None else "") or name
+    if quantity == quantity.to_integral_value() and quantity > 0:
+        whole = int(quantity)
+        price = _decimal(line.get("Rate"))
+        if price is None or cents(price * whole) != amount:
+            price = amount / whole
+        unit = price if price == cents(price) else cents(price)
+    else:
+        whole, unit = 1, amount
+        label = f"{label} ({_plain(quantity)})"
+    return {
+        "lineItemKey": str(line.get("TxnLineID") or where),
+        "sku": sku[:100],
+        "name": label[:200],
+        "quantity": whole,
+        "unitPrice": unit,
+        "adjustment": False,
+    }
+
+
+def _desktop_address(raw: object, addressee: str, default_country: str) -> dict[str, Any] | None:
+    if not isinstance(raw, Mapping):
+        return None
+    street = [str(raw.get(f"Addr{n}") or "").strip() for n in range(1, 6)]
+    street = [s for s in street if s]
+    # Desktop fills Addr1 with the customer's name (and often Addr2 with the company) on its forms.
+    if street and addressee and street[0].casefold() == addressee.casefold():
+        street = street[1:]
+    if not (street or str(raw.get("City") or "").strip() or str(raw.get("PostalCode") or "").strip()):
+        return None
+    return {
+        "name": addressee or "Customer",
+        "company": "",
+        "street1": street[0] if street else "",
+        "street2": street[1] if len(street) > 1 else "",
+        "street3": ", ".join(street[2:]),
+        "city": str(raw.get("City") or ""),
+        "state": str(raw.get("State") or ""),
+        "postalCode": str(raw.get("PostalCode") or ""),
+        "country": _country(str(raw.get("Country") or "").strip(), default_country),
+        "phone": "",
+        "residential": None,
+    }
+
+
+@dataclass(frozen=True, slots=True)
+class DesktopWriteBack:
+    """What one shipment changes on the Desktop sale (None fields stay as they are)."""
+
+    ship_date: date | None = None
+    ship_method: str = ""
+    close: bool = False
+    other: str | None = None
+    memo: str | None = None
+
+
+def desktop_ship_method(shipment: ShipmentFacts, settings: FromBooksSettings, ship_methods: Iterable[str]) -> str:
+    """The company file's ship method for a shipment: the ship via whose mapped service ShipStation used, the
+    carrier's usual name (ups → UPS, stamps_com → US Mail), or "" when the company file has none of them."""
+    known = {m.casefold(): m for m in ship_methods if m}
+    service = shipment.service_code.casefold()
+    candidates = [via for via, mapped in settings.ship_via_services.items() if service and mapped.casefold() == service]
+    candidates += [_CARRIER_SHIP_VIA.get(shipment.carrier_code.casefold(), ""), shipment.carrier_code]
+    for candidate in candidates:
+        found = known.get(candidate.strip().casefold()) if candidate.strip() else None
+        if found is not None:
+            return found[:MAX_DESKTOP_SHIP_METHOD]
+    return ""
+
+
+def desktop_write_back(
+    sale: Mapping[str, Any],
+    entity: str,
+    shipment: ShipmentFacts,
+    settings: FromBooksSettings,
+    ship_methods: Iterable[str],
+) -> DesktopWriteBack | None:
+    """The change one shipment makes on the Desktop sale as it is now; None when it is all there already (so a
+    shipment is written once, even when the answer to the first Mod was lost)."""
+    close = entity == SaleType.SALES_ORDER and not desktop_is_closed(sale, entity)
+    ship_date: date | None = None
+    method = ""
+    other: str | None = None
+    memo = str(sale.get("Memo") or "")
+    new_memo = memo
+    if settings.write_tracking:
+        if shipment.ship_date is not None and str(sale.get("ShipDate") or "") != shipment.ship_date.isoformat():
+            ship_date = shipment.ship_date
+        wanted_method = desktop_ship_method(shipment, settings, ship_methods)
+        current = sale.get("ShipMethodRef")
+        current_name = str(current.get("FullName") or "") if isinstance(current, Mapping) else ""
+        if wanted_method and current_name.casefold() != wanted_method.casefold():
+            method = wanted_method
+        tracking = shipment.tracking_number.strip()
+        present = str(sale.get("Other") or "")
+        if tracking and tracking != present and tracking not in memo:
+            if len(tracking) <= MAX_DESKTOP_OTHER and not present:
+                other = tracking
+            else:
+                new_memo = _memo_line(new_memo, f"Tracking {tracking} (ShipStation shipment {shipment.shipment_id})")
+    if settings.write_shipping_cost:
+        noted = note_with_cost(new_memo, shipment)
+        if noted is not None:
+            new_memo = noted
+    memo_out = new_memo[-MAX_DESKTOP_MEMO:] if new_memo != memo else None
+    if not (close or ship_date or method or other is not None or memo_out is not None):
+        return None
+    return DesktopWriteBack(ship_date=ship_date, ship_method=method, close=close, other=other, memo=memo_out)
+
+
+def _memo_line(memo: str, line: str) -> str:
+    return f"{memo.rstrip()}\n{line}" if memo.strip() else line

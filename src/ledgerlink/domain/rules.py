@@ -5,7 +5,7 @@ A channel's settings hold an ordered list of `Rule`s. Each rule has conditions o
 returns a `Decision`: whether to skip the order, and which settings to book it with (class, deposit account,
 customer, transaction type, …). Every decision is explainable: each rule's trace says whether it matched, why
 (condition by condition), and what it set. `Decision.apply(settings)` gives the settings `plan` books the order
-with.
+with; `Decision.locate` puts a rule's QuickBooks Online location (DepartmentRef) on the documents.
 
 Order of evaluation: rules run top to bottom; disabled rules are passed over. A matching rule applies its
 actions in order; a later rule that sets the same thing replaces the earlier value (the trace says so), memo
@@ -23,14 +23,19 @@ from typing import TYPE_CHECKING, Any
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
+from ledgerlink.domain.catalog import fold
+from ledgerlink.domain.documents import DEPARTMENT_KINDS, Document, Ref
+from ledgerlink.domain.errors import ConfigError, MappingError
 from ledgerlink.domain.order import Order
 
 if TYPE_CHECKING:
+    from ledgerlink.domain.catalog import Catalog
     from ledgerlink.domain.settings import ChannelSettings
 
 MAX_RULES = 5000  # Connex's limit; a list this long is still evaluated in well under a millisecond per rule
 MAX_PREFIX = 10  # ChannelSettings.doc_number_prefix
 TRANSACTION_TYPES = ("sales_receipt", "invoice", "sales_order", "sales_order_invoice_payment")
+MAX_DEPARTMENT = 100  # a QuickBooks Online Department's Name; a full name "Parent:Child" is refused past it too
 
 
 class RuleField(enum.StrEnum):
@@ -137,6 +142,8 @@ class ActionKind(enum.StrEnum):
     SET_DOC_NUMBER_PREFIX = "set_doc_number_prefix"  # value: up to 10 characters ("" removes the prefix)
     ADD_MEMO = "add_memo"  # value: text added to every document's memo
     MAP_SKU = "map_sku"  # sku: the channel SKU; value: the QuickBooks item name it posts as
+    # value: a QuickBooks Online location (DepartmentRef) by its full name or id; Desktop has no locations
+    SET_DEPARTMENT = "set_department"
 
 
 # Actions that set one setting: the name `Decision.settings_set` records it under.
@@ -147,6 +154,7 @@ SETTING_OF = {
     ActionKind.SET_CUSTOMER: "customer",
     ActionKind.SET_TRANSACTION_TYPE: "transaction_type",
     ActionKind.SET_DOC_NUMBER_PREFIX: "doc_number_prefix",
+    ActionKind.SET_DEPARTMENT: "department",
 }
 ACTION_WORDS = {
     ActionKind.SKIP: "skip the order",
@@ -158,6 +166,7 @@ ACTION_WORDS = {
     ActionKind.SET_DOC_NUMBER_PREFIX: "document number prefix",
     ActionKind.ADD_MEMO: "memo tag",
     ActionKind.MAP_SKU: "SKU mapping",
+    ActionKind.SET_DEPARTMENT: "location",
 }
 
 
@@ -227,6 +236,11 @@ class Action(_Part):
                 raise ValueError("value: set_customer needs the customer's name")
             if len(value) > 100:
                 raise ValueError("value: a customer name has at most 100 characters")
+        elif kind is ActionKind.SET_DEPARTMENT:
+            if not value:
+                raise ValueError("value: set_department needs the name of a QuickBooks location")
+            if len(value) > MAX_DEPARTMENT:
+                raise ValueError(f"value: a QuickBooks location's full name has at most {MAX_DEPARTMENT} characters")
         elif not value:
             raise ValueError(f"value: {kind.value} needs a value")
         if self.sku.strip() and kind is not ActionKind.MAP_SKU:
@@ -545,6 +559,39 @@ class Decision:
             update["items"] = settings.items.model_copy(update={"sku_map": {**kept, **mapped}})
         return settings.model_copy(update=update)
 
+    @property
+    def department(self) -> tuple[str, str] | None:
+        """The location a rule set, and the rule's name; None when no rule set one."""
+        return self.settings_set.get("department")
+
+    def locate(self, documents: Sequence[Document], catalog: Catalog, order: Order) -> list[Document]:
+        """The documents with the location a rule set (sales documents and refunds; a Payment has none).
+
+        Raises `MappingError` naming the order and the field when the books are QuickBooks Desktop (it has no
+        locations) or the company has no location of that name."""
+        if self.department is None:
+            return list(documents)
+        name, rule = self.department
+        if catalog.company.books != "qbo":
+            raise ConfigError(
+                f"rule {rule!r} sets the location {name!r}, but QuickBooks Desktop has no locations (departments): "
+                "remove that action from the rule, or use a class instead",
+                order=order.label,
+                field="location",
+            )
+        department_id = catalog.find_department(name)
+        if department_id is None:
+            raise MappingError(
+                f"rule {rule!r} sets the location {name!r}, which QuickBooks Online does not have: add it in "
+                "QuickBooks (Settings → All lists → Locations), or correct the rule",
+                order=order.label,
+                field="location",
+            )
+        ref = Ref(key=f"department:{fold(name)}", name=name, id=department_id)
+        return [
+            doc.model_copy(update={"department": ref}) if doc.kind in DEPARTMENT_KINDS else doc for doc in documents
+        ]
+
     def memo(self, memo: str) -> str:
         """A document memo with this decision's memo tags added (once, however often it is asked)."""
         tags = [tag for tag in self.memo_tags if tag not in memo]
@@ -606,6 +653,19 @@ def _act(decision: Decision, rule: Rule) -> tuple[tuple[str, ...], bool]:
             decision.settings_set[setting] = (value, rule.name)
             applied.append(action.describe() + note)
     return tuple(applied), rule.stop_if_matched
+
+
+def books_problems(rules: Sequence[Rule], books: str) -> list[str]:
+    """Why these rules cannot be used with this kind of books ("qbo", "qbd"): Desktop has no locations."""
+    if books == "qbo":
+        return []
+    return [
+        f"rule {index} {rule.name!r}: actions[{number}].kind: QuickBooks Desktop has no locations (departments); "
+        "set_department works with QuickBooks Online only"
+        for index, rule in enumerate(rules, start=1)
+        for number, action in enumerate(rule.actions)
+        if action.kind is ActionKind.SET_DEPARTMENT
+    ]
 
 
 def apply_rules(order: Order, settings: ChannelSettings) -> tuple[Decision, ChannelSettings]:

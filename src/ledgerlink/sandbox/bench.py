@@ -6,7 +6,7 @@ the same clock), reported in real-limit terms (wall time × scale). The sandboxe
 
   * plan(): orders planned per second on one core;
   * backfill of 10,000 orders into one company, with the ceiling the limits allow and a profile
-    (`bench_backfill`), then the same with the engine prototype (page pipeline, known lookups);
+    (`bench_backfill`);
   * the naive python-quickbooks client on a smaller sample (`bench_naive`) and the speed-up;
   * many companies through Celery workers on PostgreSQL and Redis (`bench_fleet`);
   * steady state: orders arriving at a fixed rate, lag to posting (`bench_steady`);
@@ -49,17 +49,16 @@ class Sizes:
     plan_orders: int = 5000
     backfill_orders: int = 10_000
     backfill_scale: float = 10.0
-    prototype: bool = True
     naive_orders: int = 300
     naive_scale: float = 10.0
     fleet_companies: int = 100
-    fleet_orders: int = 30
+    fleet_orders: int = 200
     fleet_workers: int = 4
     fleet_scale: float = 10.0
     steady_per_minute: float = 60.0
     steady_minutes: float = 3.0
     steady_scale: float = 10.0
-    pass_orders: int = 10_000
+    pass_orders: int = 100_000
     desktop_orders: int = 5000
 
 
@@ -120,11 +119,6 @@ def run_bench(console: Console, out: Path = Path("build/bench.json"), *, quick: 
         f"backfill: {sizes.backfill_orders} orders into one company, limits ×{sizes.backfill_scale:g}",
         lambda: bench_backfill(sizes.backfill_orders, sizes.backfill_scale, latency_ms=LATENCY_MS),
     )
-    if sizes.prototype:
-        results["backfill_prototype"] = step(
-            "backfill again with the engine prototype (page pipeline, known lookups)",
-            lambda: bench_backfill(sizes.backfill_orders, sizes.backfill_scale, pipelined=True, latency_ms=LATENCY_MS),
-        )
     results["naive"] = step(
         f"naive python-quickbooks client: {sizes.naive_orders} orders, limits ×{sizes.naive_scale:g}",
         lambda: bench_naive(sizes.naive_orders, sizes.naive_scale, latency_ms=LATENCY_MS),
@@ -151,7 +145,7 @@ def run_bench(console: Console, out: Path = Path("build/bench.json"), *, quick: 
     results["machine"]["loadavg_at_end"] = machine()["loadavg_at_start"]
     results["bench_seconds"] = round(time.perf_counter() - started, 1)
     console.print(summary_table(results))
-    for part in ("backfill", "backfill_prototype", "desktop"):
+    for part in ("backfill", "desktop"):
         error = results.get(part, {}).get("error")
         if error:
             console.print(f"[red]{part} stopped: {error}[/red]")
@@ -180,12 +174,6 @@ def summary_table(results: dict[str, Any]) -> Table:
         ("backfill: 429s", backfill["throttled_429"]),
         ("backfill: RSS start / peak / end MB", _rss(backfill["memory"])),
     ]
-    proto = results.get("backfill_prototype")
-    if proto:
-        rows += [
-            ("prototype: orders per minute", proto["orders_per_minute"]),
-            ("prototype: ratio to ceiling", proto["ratio_to_ceiling"]),
-        ]
     naive, fleet, lag, cpu = results["naive"], results["fleet"], results["lag_ms"], results["cpu_pass"]
     rows += [
         ("naive client: orders per minute", naive["orders_per_minute"]),

@@ -16,13 +16,9 @@ filter skips (pending, authorized, voided, …) are pulled but need no operation
 would be 1,200 orders a minute; the master data of a first backfill (a customer per new buyer, the lookups)
 brings it down.
 
-The engine prototype (`pipelined=True`) measures two changes to `sync/engine.py` without editing it:
-  * pull, plan and push page by page (after each page of 250 orders is stored, plan and push it) instead of
-    pulling everything, then planning everything, then pushing everything: the batch budget of the minutes
-    spent pulling is otherwise lost, since the window banks at most 40 batches;
-  * look up each customer and item key once a pass (the engine asks QBO again for every buyer e-mail, name
-    and SKU of each 250-order chunk: a repeat buyer is looked up in every chunk he appears in, and a buyer QBO
-    does not know by e-mail, found by name or created, is asked for by e-mail again and again).
+The engine overlaps the stages (sync/engine.py): each 1,000 orders pulled are planned at once, and a pusher
+thread posts full batches of 30, two in flight, while the channel is still being read; each customer and item key
+is looked up once a pass.
 """
 
 from __future__ import annotations
@@ -31,27 +27,23 @@ import math
 import tempfile
 import time
 from collections import Counter
-from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, ClassVar, cast
+from typing import Any
 
-from pydantic import BaseModel
 from sqlalchemy import event, func, select
 
-from ledgerlink.books.base import Books, PushRequest, PushResult, RemoteDoc
+from ledgerlink.books.base import Books
 from ledgerlink.books.qbo import WindowPacer
 from ledgerlink.bootstrap import App, bootstrap
-from ledgerlink.channels.base import Channel, ChannelPage, Cursor, Window
 from ledgerlink.config import Settings
-from ledgerlink.domain.catalog import Catalog, CatalogQuery, MasterData, fold
-from ledgerlink.domain.errors import LedgerlinkError
+from ledgerlink.domain.catalog import CatalogQuery, fold
 from ledgerlink.domain.order import Order
 from ledgerlink.domain.plan import catalog_query
 from ledgerlink.sandbox.bench_common import RssSampler, real_minutes, setup_company
 from ledgerlink.sandbox.bench_host import HostSpec, SandboxHost
 from ledgerlink.store.models import Connection, OrderState, Posting, PostingState, StoredOrder
-from ledgerlink.sync.engine import RunOptions, RunReport, SyncEngine, load_settings
+from ledgerlink.sync.engine import RunReport, load_settings
 
 BATCHES_PER_MINUTE = 40
 BATCH_ITEMS = 30
@@ -129,141 +121,10 @@ def instrument(app: App, time_scale: float, probe: Probe) -> None:
 # -- the prototype's two changes ------------------------------------------------------------------------------
 
 
-class KnownLookups:
-    """`Books` that asks QBO once a pass for each customer and item key: what it found, created or did not find
-    is known for the rest of the pass (the catalog it carries holds the found and created ones; the keys asked
-    for are remembered, so a buyer QBO does not know by e-mail is not asked for again in every chunk).
-    """
-
-    kind: ClassVar[str] = "qbo"
-
-    def __init__(self, inner: Books) -> None:
-        self.inner = inner
-        self.known: Catalog | None = None
-        self.asked: set[tuple[str, str]] = set()
-        self.client = getattr(inner, "client", None)  # the engine reads the API counters from it
-
-    def _new(self, kind: str, keys: set[str], found: dict[str, Any]) -> set[str]:
-        fresh = {k for k in keys if fold(k) not in found and (kind, fold(k)) not in self.asked}
-        self.asked |= {(kind, fold(k)) for k in fresh}
-        return fresh
-
-    def catalog(self, wanted: CatalogQuery, base: Catalog | None = None) -> Catalog:
-        """Only the keys not asked for yet in this pass are looked up."""
-        base = base if base is not None else self.known
-        if base is not None:
-            wanted = CatalogQuery(
-                skus=self._new("sku", wanted.skus, base.items_by_sku),
-                item_names=self._new("item", wanted.item_names, base.items_by_name),
-                emails=self._new("email", wanted.emails, base.customers_by_email),
-                customer_names=self._new("customer", wanted.customer_names, base.customers_by_name),
-            )
-        self.known = self.inner.catalog(wanted, base)
-        return self.known
-
-    def ensure(self, needs: MasterData, catalog: Catalog) -> tuple[Catalog, dict[str, str]]:
-        """As the inner adapter; the grown catalog is kept."""
-        grown, errors = self.inner.ensure(needs, catalog)
-        self.known = grown
-        return grown, errors
-
-    def push(self, requests: Any) -> list[PushResult]:
-        """As the inner adapter."""
-        return self.inner.push(requests)
-
-    def find(self, request: PushRequest) -> RemoteDoc | None:
-        """As the inner adapter."""
-        return self.inner.find(request)
-
-    def close(self) -> None:
-        """As the inner adapter."""
-        self.inner.close()
-
-
-class PagePipeline:
-    """`Channel` whose `pull` plans and pushes each page once the engine has stored it (and asks for the next)."""
-
-    kind: ClassVar[str] = "shopify"
-    Config: ClassVar[type[BaseModel]] = BaseModel
-
-    def __init__(self, inner: Channel, engine: SyncEngine, conn: Connection, books: Books) -> None:
-        self.inner = inner
-        self.engine = engine
-        self.conn = conn
-        self.books = books
-        self.report = RunReport()
-        with engine.db.session() as session:
-            self.settings = load_settings(session, conn.id)
-            self.books_conn = session.get(Connection, conn.books_id)
-
-    def pull(self, cursor: Cursor | None, window: Window) -> Iterator[ChannelPage]:
-        """The inner pages; between two of them, what is stored is planned and pushed."""
-        for page in self.inner.pull(cursor, window):
-            yield page
-            self._plan_and_push(page)
-
-    def _plan_and_push(self, page: ChannelPage) -> None:
-        numbers: list[str] = []
-        for raw in page.orders:
-            try:
-                numbers.append(self.inner.parse(raw).number)
-            except LedgerlinkError:
-                continue
-        # Only this page's orders (the engine's plan stage also takes up every skipped order again, which once
-        # a pass is enough). The prototype reaches into the plan stage; the real change lives in `SyncEngine.run`.
-        options = RunOptions(order_numbers=tuple(numbers))
-        self.engine._plan(self.conn, self.books, self.settings, options, self.report)
-        if self.books_conn is not None:
-            self.engine.push(self.books_conn, self.books, self.report)
-
-    def parse(self, raw: Any) -> Order:
-        """As the inner channel."""
-        return self.inner.parse(raw)
-
-    def close(self) -> None:
-        """As the inner channel."""
-        self.inner.close()
-
-
-def prototype_engine(app: App) -> tuple[SyncEngine, list[PagePipeline]]:
-    """An engine with both prototype changes, built from `app`'s factories (no engine code is changed)."""
-    made_books: list[Books] = []
-    pipelines: list[PagePipeline] = []
-
-    def books_factory(conn: Connection) -> Books:
-        books: Books = KnownLookups(app.adapters.books(conn))
-        made_books.append(books)
-        return books
-
-    def channel_factory(conn: Connection) -> Channel:
-        # The engine makes the channel first, then the books: the pipeline takes the books when it first runs.
-        books = _LazyBooks(made_books)
-        pipeline = PagePipeline(app.adapters.channel(conn), engine, conn, cast(Books, books))
-        pipelines.append(pipeline)
-        return cast(Channel, pipeline)
-
-    engine = SyncEngine(app.db, channel_factory=channel_factory, books_factory=books_factory)
-    return engine, pipelines
-
-
-class _LazyBooks:
-    """The books adapter the engine makes for the run, once it has made it (channel first, then books)."""
-
-    kind: ClassVar[str] = "qbo"
-
-    def __init__(self, made: list[Books]) -> None:
-        self.made = made
-
-    def __getattr__(self, name: str) -> Any:
-        return getattr(self.made[-1], name)
-
-
 # -- the run ----------------------------------------------------------------------------------------------------
 
 
-def bench_backfill(
-    orders: int, time_scale: float, *, pipelined: bool = False, seed: int = 5, latency_ms: float = 0.0
-) -> dict[str, Any]:
+def bench_backfill(orders: int, time_scale: float, *, seed: int = 5, latency_ms: float = 0.0) -> dict[str, Any]:
     """Backfill `orders` generated orders into one company; figures in real-limit terms."""
     spec = HostSpec(
         companies=1,
@@ -280,19 +141,17 @@ def bench_backfill(
         channel_id = setup_company(app, host.endpoints[0], "Backfill Merchant")
         before = host.stats()
         instrument(app, time_scale, probe)
-        engine, pipelines = prototype_engine(app) if pipelined else (app.engine(), [])
+        engine = app.engine()
         with RssSampler() as rss:
             started = time.perf_counter()
             cpu_started = time.process_time()
             report = engine.run(channel_id)
             wall = time.perf_counter() - started
             cpu = time.process_time() - cpu_started
-        for pipeline in pipelines:
-            report.counts.update(pipeline.report.counts)
         after = host.stats()
         floor = workload(app, channel_id, report)
         app.db.dispose()
-    figures = _figures(orders, time_scale, wall, cpu, report, before, after, floor, probe, started, rss, pipelined)
+    figures = _figures(orders, time_scale, wall, cpu, report, before, after, floor, probe, started, rss)
     figures["qbo_latency_ms"] = latency_ms
     return figures
 
@@ -347,7 +206,6 @@ def _figures(
     probe: Probe,
     started: float,
     rss: RssSampler,
-    pipelined: bool,
 ) -> dict[str, Any]:
     stats = {k: after.get(k, 0) - before.get(k, 0) for k in after if not k.startswith("max")}
     posted = floor["posted_orders"]
@@ -361,7 +219,6 @@ def _figures(
     qbo_operations = stats.get("batch_items", 0) + stats.get("requests", 0) - stats.get("batches", 0)
     memory = rss.summary()
     figures: dict[str, Any] = {
-        "engine": "prototype: page pipeline + known lookups" if pipelined else "current",
         "transaction_type": "sales_receipt",
         "orders": orders,
         "orders_pulled": report.counts.get("pulled", 0),
@@ -395,8 +252,9 @@ def _figures(
 
 
 def _profile(report: RunReport, probe: Probe, started: float, wall: float, time_scale: float) -> dict[str, Any]:
-    """Each stage's wall time split into pacer waits, HTTP (the sandbox answering) and the rest (engine CPU and
-    database), in real-limit seconds; and database commits per pushed batch."""
+    """Each stage's wall time, with the pacer waits and HTTP time of the requests started in it (summed over the
+    engine's threads: the pusher posts while the run pulls and plans, so they may exceed the stage's time), in
+    real-limit seconds; batches per real minute against the limit of 40; commits per pushed batch."""
     bounds: list[tuple[str, float, float]] = []
     mark = started
     for stage in ("pull", "plan", "push"):
@@ -406,13 +264,13 @@ def _profile(report: RunReport, probe: Probe, started: float, wall: float, time_
     stages: dict[str, Any] = {}
     for stage, start, end in bounds:
         found = probe.window(start, end)
-        seconds = end - start
+        real = (end - start) * time_scale
         stages[stage] = {
-            "real_seconds": round(seconds * time_scale, 1),
+            "real_seconds": round(real, 1),
             "pacer_wait_real_seconds": round(found["pacer_wait_s"] * time_scale, 1),
             "http_real_seconds": round(found["http_s"] * time_scale, 1),
-            "other_real_seconds": round((seconds - found["pacer_wait_s"] - found["http_s"]) * time_scale, 1),
             "batches": found["batches"],
+            "batches_per_real_minute": round(found["batches"] / (real / 60.0), 1) if real else 0.0,
             "requests": found["requests"],
             "commits": found["commits"],
         }

@@ -228,7 +228,7 @@ def _scenario(
     )
     first = application.engine().run(setup.channel_id)
     console.print("[bold]2. Sync[/bold]: pulled and planned; the postings wait for the Web Connector")
-    print_report(console, "shopify", first)
+    print_report(console, "shopify", first, desktop=True)
     problems += _check_run("first sync", first, seeded)
     _explain_seeded(console, first, seeded)
     waiting = _waiting(application, setup.books_id)

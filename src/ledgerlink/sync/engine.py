@@ -17,6 +17,7 @@ import time
 import uuid
 from collections import Counter
 from collections.abc import Callable, Iterable, Sequence
+from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime, timedelta
 from decimal import Decimal
@@ -32,7 +33,7 @@ from ledgerlink.books.base import Books, Operation, PushRequest, PushResult, Pus
 from ledgerlink.channels.base import Channel, Cursor, Window
 from ledgerlink.domain.catalog import Catalog, CatalogQuery, MasterData, fold
 from ledgerlink.domain.documents import Document
-from ledgerlink.domain.errors import ConfigError, LedgerlinkError, MappingError, NeedsUserError
+from ledgerlink.domain.errors import ConfigError, LedgerlinkError, MappingError, NeedsUserError, RetryableError
 from ledgerlink.domain.order import Order
 from ledgerlink.domain.plan import (
     REFUND_ROLE,
@@ -63,10 +64,15 @@ from ledgerlink.sync.keys import order_marker, posting_key
 from ledgerlink.sync.locks import LockTimeout, PushLease
 
 PLAN_CHUNK = 250
+# While pulling, plan every this many orders pulled (see SyncEngine._plan_stored).
+PLAN_EVERY = 1000
 STALE_OBJECT_CODE = "5010"
 # A document that keeps changing under us (5010 every time) fails after this many sends.
 MAX_STALE_ATTEMPTS = 5
 CLAIM_SIZE = 30
+# Batches in flight at once per company: QuickBooks allows 10 concurrent requests; two keep it busy while the
+# engine records one batch and claims the next.
+CONCURRENT_BATCHES = 2
 OPEN_POSTING_STATES = (PostingState.PENDING, PostingState.SENDING, PostingState.POSTED, PostingState.FAILED)
 # An order's state without its bodies: the raw and canonical JSON are large and slow to decode.
 _WITHOUT_BODIES = (defer(StoredOrder.raw), defer(StoredOrder.canonical))
@@ -193,7 +199,7 @@ class SyncEngine:
                     channel,
                     options,
                     report,
-                    on_page=lambda: self._plan(conn, books, settings, options, report, planning),
+                    on_page=lambda: self._plan_stored(conn, books, settings, options, report, planning),
                 )
                 report.timings["pull"] = time.perf_counter() - started
                 mark = time.perf_counter()
@@ -273,8 +279,7 @@ class SyncEngine:
                 page_report = RunReport()
                 try:
                     with self.db.session() as session:
-                        for raw in page.orders:
-                            self._store_order(session, conn, channel, raw, page_report)
+                        self._store_page(session, conn, channel, page.orders, page_report)
                         if advance and page.next_cursor is not None:
                             row = session.get(CursorRow, conn.id, with_for_update=True)
                             if row is None:
@@ -293,9 +298,69 @@ class SyncEngine:
             if on_page is not None:
                 on_page()
 
-    def _store_order(
-        self, session: Session, conn: Connection, channel: Channel, raw: dict[str, Any], report: RunReport
+    def _store_page(
+        self, session: Session, conn: Connection, channel: Channel, raws: Sequence[dict[str, Any]], report: RunReport
     ) -> None:
+        """Store a page of orders: each parsed, the ones already stored read in one query, one flush for all."""
+        arrivals = [a for raw in raws if (a := self._arrival(session, conn, channel, raw, report)) is not None]
+        ids = sorted({a.channel_order_id for a in arrivals})
+        known = {
+            o.channel_order_id: o
+            for o in session.scalars(
+                select(StoredOrder)
+                .where(StoredOrder.connection_id == conn.id, StoredOrder.channel_order_id.in_(ids))
+                .options(*_WITHOUT_BODIES)
+            )
+        }
+        revised: list[tuple[StoredOrder, int, _Arrival]] = []
+        for arrival in arrivals:
+            stored = known.get(arrival.channel_order_id)
+            canonical = arrival.order.model_dump(mode="json") if arrival.order else None
+            if stored is None:
+                stored = StoredOrder(
+                    company_id=conn.company_id,
+                    connection_id=conn.id,
+                    channel_order_id=arrival.channel_order_id,
+                    number=arrival.number,
+                    revision=1,
+                    content_hash=arrival.content_hash,
+                    raw=arrival.body,
+                    canonical=canonical,
+                    state=OrderState.PENDING,
+                )
+                session.add(stored)
+                known[arrival.channel_order_id] = stored
+                report.counts["orders_new"] += 1
+            elif stored.content_hash == arrival.content_hash:
+                report.counts["orders_unchanged"] += 1
+                continue
+            else:
+                stored.revision += 1
+                stored.content_hash = arrival.content_hash
+                stored.raw = arrival.body
+                stored.canonical = canonical
+                stored.number = arrival.number
+                report.counts["orders_changed"] += 1
+                self._on_new_revision(session, stored)
+            _apply_order_facts(stored, arrival.order)
+            revised.append((stored, stored.revision, arrival))
+        session.flush()
+        for stored, revision, arrival in revised:
+            session.add(
+                OrderRevision(
+                    order_id=stored.id, revision=revision, content_hash=arrival.content_hash, raw=arrival.body
+                )
+            )
+            error = arrival.error
+            if error is not None and revision == stored.revision:
+                _fail_order(session, stored, error.field or "", error.detail, kind="bad_order")
+                report.counts["orders_failed"] += 1
+                report.failures.append((arrival.number, error.field or "", error.detail))
+
+    def _arrival(
+        self, session: Session, conn: Connection, channel: Channel, raw: dict[str, Any], report: RunReport
+    ) -> _Arrival | None:
+        """One raw order parsed, with what identifies it; None (and an event) when it has no id at all."""
         report.counts["pulled"] += 1
         order: Order | None = None
         error: MappingError | None = None
@@ -326,46 +391,9 @@ class SyncEngine:
                     message=f"{message}; raw: {str(body)[:2000]}",
                 )
             )
-            return
+            return None
         content_hash = order.content_hash() if order else _raw_hash(body)
-        stored = session.scalars(
-            select(StoredOrder)
-            .where(StoredOrder.connection_id == conn.id, StoredOrder.channel_order_id == channel_order_id)
-            .options(*_WITHOUT_BODIES)
-        ).first()
-        canonical = order.model_dump(mode="json") if order else None
-        if stored is None:
-            stored = StoredOrder(
-                company_id=conn.company_id,
-                connection_id=conn.id,
-                channel_order_id=channel_order_id,
-                number=number,
-                revision=1,
-                content_hash=content_hash,
-                raw=body,
-                canonical=canonical,
-                state=OrderState.PENDING,
-            )
-            session.add(stored)
-            report.counts["orders_new"] += 1
-        elif stored.content_hash == content_hash:
-            report.counts["orders_unchanged"] += 1
-            return
-        else:
-            stored.revision += 1
-            stored.content_hash = content_hash
-            stored.raw = body
-            stored.canonical = canonical
-            stored.number = number
-            report.counts["orders_changed"] += 1
-            self._on_new_revision(session, stored)
-        _apply_order_facts(stored, order)
-        session.flush()
-        session.add(OrderRevision(order_id=stored.id, revision=stored.revision, content_hash=content_hash, raw=body))
-        if error is not None:
-            _fail_order(session, stored, error.field or "", error.detail, kind="bad_order")
-            report.counts["orders_failed"] += 1
-            report.failures.append((number, error.field or "", error.detail))
+        return _Arrival(channel_order_id, number, content_hash, body, order, error)
 
     def _on_new_revision(self, session: Session, stored: StoredOrder) -> None:
         """A changed order: unsent postings of the old revision are superseded and the new revision is the
@@ -416,6 +444,21 @@ class SyncEngine:
             self._plan_range(
                 conn, books, settings, options, report, planning, upto=behind, states=(OrderState.PENDING,)
             )
+
+    def _plan_stored(
+        self,
+        conn: Connection,
+        books: Books,
+        settings: ChannelSettings,
+        options: RunOptions,
+        report: RunReport,
+        planning: _PlanPass,
+    ) -> None:
+        """After a page is stored: plan once PLAN_EVERY orders have come in since the last time. Larger steps
+        fill the look-up and create batches better (each step's last batch goes out part-full)."""
+        if report.counts["pulled"] - planning.pulled_at >= PLAN_EVERY:
+            planning.pulled_at = report.counts["pulled"]
+            self._plan(conn, books, settings, options, report, planning)
 
     def _plan_range(
         self,
@@ -750,23 +793,48 @@ class SyncEngine:
             self._push_held(lease, books, books_id, report, fill=fill)
 
     def _push_held(self, lease: PushLease, books: Books, books_id: int, report: RunReport, *, fill: int = 1) -> None:
+        """Post under the lease: up to CONCURRENT_BATCHES batches in flight, so QuickBooks works on one while
+        the engine records the last and claims the next. Postings that depend on one in flight are not ready
+        (the claim wants the dependency posted); postings left `sending` are looked up only here, at the start,
+        when nothing of this lease is in flight."""
         self._recover(books, books_id, report)
-        while True:
-            claimed = self._claim(books_id, fill=fill)
-            if not claimed:
-                if fill > 1:
-                    return
-                wait = self._next_retry_in(books_id)
-                if wait is None:
-                    return
-                self.sleep(min(wait, 60.0))
-                lease.renew()
-                continue
-            requests = [self._request(posting_id, payload) for posting_id, payload in claimed]
-            results = self._send(books, requests)
-            self._record(books, books_id, requests, results, report)
-            lease.renew()
-            self.progress("push", report.counts["posted"], None)
+        with ThreadPoolExecutor(max_workers=CONCURRENT_BATCHES, thread_name_prefix=f"send-{books_id}") as pool:
+            in_flight: set[Future[RunReport]] = set()
+            try:
+                while True:
+                    claimed = self._claim(books_id, fill=fill) if len(in_flight) < CONCURRENT_BATCHES else []
+                    if claimed:
+                        in_flight.add(pool.submit(self._send_and_record, books, books_id, claimed))
+                        continue
+                    if in_flight:
+                        done, in_flight = wait(in_flight, return_when=FIRST_COMPLETED)
+                        for future in done:
+                            sent = future.result()  # each batch counts on its own report: no lost updates
+                            report.counts.update(sent.counts)
+                            report.failures.extend(sent.failures)
+                        lease.renew()
+                        self.progress("push", report.counts["posted"], None)
+                        continue
+                    if fill > 1:
+                        return
+                    retry_in = self._next_retry_in(books_id)
+                    if retry_in is None:
+                        return
+                    self.sleep(min(retry_in, 60.0))
+                    lease.renew()
+            finally:
+                # An error stops the claiming; what is already sent is recorded before the lease goes.
+                for future in in_flight:
+                    if future.exception() is None:
+                        report.counts.update(future.result().counts)
+                        report.failures.extend(future.result().failures)
+
+    def _send_and_record(self, books: Books, books_id: int, claimed: list[tuple[int, dict[str, Any]]]) -> RunReport:
+        report = RunReport()
+        requests = [self._request(posting_id, payload) for posting_id, payload in claimed]
+        results = self._send(books, requests)
+        self._record(books, books_id, requests, results, report)
+        return report
 
     def _has_ready(self, books_id: int) -> bool:
         """True when a pending posting waits only for a pusher (due now or later; its dependency posted)."""
@@ -817,7 +885,13 @@ class SyncEngine:
             request = PushRequest(
                 key=posting.key, document=Document.model_validate(posting.document), linked=linked[posting.id]
             )
-            found = books.find(request)
+            try:
+                found = books.find(request)
+            except RetryableError:
+                # Not reachable now: the posting stays as it is (a `sending` one is looked up again before
+                # anything is re-sent, at the next push round or the next run); the other postings go on.
+                report.counts["lookup_failed"] += 1
+                continue
             with self.db.session() as session:
                 row = session.get(Posting, posting.id)
                 if row is None or row.state != PostingState.SENDING:
@@ -984,7 +1058,13 @@ class SyncEngine:
         """A stale SyncToken (5010) on a void (or an update the books could not re-apply): look the document
         up for its current token and store it on the role's binding, so the retry goes out with it."""
         for request in requests:
-            found = books.find(request)
+            try:
+                found = books.find(request)
+            except RetryableError:
+                # Not reachable now: the posting stays as it is (a `sending` one is looked up again before
+                # anything is re-sent, at the next push round or the next run); the other postings go on.
+                report.counts["lookup_failed"] += 1
+                continue
             if found is None or not found.sync_token:
                 continue
             with self.db.session() as session:
@@ -1003,7 +1083,13 @@ class SyncEngine:
                     row = session.scalars(select(Posting).where(Posting.key == request.key)).one()
                     row.state, row.claim_token = PostingState.PENDING, None
                 continue
-            found = books.find(request)
+            try:
+                found = books.find(request)
+            except RetryableError:
+                # Not reachable now: the posting stays as it is (a `sending` one is looked up again before
+                # anything is re-sent, at the next push round or the next run); the other postings go on.
+                report.counts["lookup_failed"] += 1
+                continue
             with self.db.session() as session:
                 row = session.scalars(select(Posting).where(Posting.key == request.key)).one()
                 if found is not None:
@@ -1034,6 +1120,18 @@ class SyncEngine:
 # -- helpers shared by the steps ---------------------------------------------------------------------------
 
 
+@dataclass(frozen=True, slots=True)
+class _Arrival:
+    """A raw order from a page, parsed (or not: `error` says why), with what identifies and stores it."""
+
+    channel_order_id: str
+    number: str
+    content_hash: str
+    body: dict[str, Any]
+    order: Order | None
+    error: MappingError | None
+
+
 @dataclass(slots=True)
 class _PlanPass:
     """What one pass's planning carries from chunk to chunk: the catalog read so far, the keys already asked
@@ -1043,6 +1141,7 @@ class _PlanPass:
     catalog: Catalog | None = None
     asked: CatalogQuery = field(default_factory=CatalogQuery)
     last_id: int = 0
+    pulled_at: int = 0  # the pass's pulled count at the last planning step
 
 
 class _Pusher:

@@ -140,9 +140,13 @@ def run_job(app: App, job_id: int, *, defer_push: bool = False) -> None:
             # Sales from QuickBooks to ShipStation, and tracking back (sync/reverse.py); a SHIP_NOTIFY webhook's
             # job reads just the shipments it names (sync/shipstation_webhooks.py).
             from ledgerlink.sync.reverse import ReverseSync
+            from ledgerlink.sync.reverse_desktop import DesktopReverseSync
             from ledgerlink.sync.shipstation_webhooks import ensure_registered
 
-            reverse_sync = ReverseSync(app.db, app.adapters)
+            reverse_sync: ReverseSync | DesktopReverseSync = ReverseSync(app.db, app.adapters)
+            if _books_kind(app, connection_id) == "qbd":
+                # Desktop sales are read by the Web Connector sessions; this job sends and records shipments.
+                reverse_sync = DesktopReverseSync(app.db, app.adapters)
             if options.get("ship_notify"):
                 reverse = reverse_sync.on_ship_notify(connection_id, str(options["ship_notify"]))
             else:
@@ -178,6 +182,14 @@ def _from_books(app: App, connection_id: int) -> bool:
         if conn is None or conn.kind != "shipstation":
             return False
         return load_settings(session, connection_id).direction is SyncDirection.FROM_BOOKS
+
+
+def _books_kind(app: App, connection_id: int) -> str:
+    """The kind of books a channel connection is paired with ("qbo", "qbd"), or ""."""
+    with app.db.session(readonly=True) as session:
+        conn = session.get(Connection, connection_id)
+        books = session.get(Connection, conn.books_id) if conn is not None and conn.books_id is not None else None
+        return books.kind if books is not None else ""
 
 
 def has_channel_adapter(kind: str) -> bool:

@@ -29,7 +29,7 @@ from __future__ import annotations
 
 import secrets
 from collections import Counter
-from collections.abc import Callable, Collection, Iterable, Sequence
+from collections.abc import Callable, Collection, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from decimal import Decimal
@@ -110,6 +110,10 @@ STALE_EDIT_SEQUENCE = 3200
 NOT_FOUND = 3120
 # How often a Mod meets a stale EditSequence (each time re-read and sent again) before the posting fails.
 MAX_STALE_ATTEMPTS = 5
+SIGN_IN_REFUSED = (
+    "The Web Connector signed in with a wrong password: type the password of this connection into the Web "
+    "Connector's Password column (or set a new one here), then run it again."
+)
 
 
 def _now() -> datetime:
@@ -275,8 +279,33 @@ class DesktopStatus:
     overdue: bool
 
 
+# What a sync run makes for QuickBooks Desktop waits for the Web Connector; summaries say so in these words.
+QUEUED_FOR_DESKTOP = "queued for QuickBooks Desktop (sent at the next Web Connector session)"
+# The Web Connector's schedule ("run every N minutes", in the .qwc file): Intuit's default, and the range the
+# Connections page accepts (once a minute to once a day).
+DEFAULT_RUN_EVERY_MINUTES = 15
+MIN_RUN_EVERY_MINUTES = 1
+MAX_RUN_EVERY_MINUTES = 1440
+
+
+def run_every_minutes(config: Mapping[str, Any] | None) -> int:
+    """The schedule stored on a Desktop connection (`config["run_every_minutes"]`), else the default."""
+    value = (config or {}).get("run_every_minutes")
+    try:
+        minutes = int(value) if value is not None else DEFAULT_RUN_EVERY_MINUTES
+    except (TypeError, ValueError):
+        return DEFAULT_RUN_EVERY_MINUTES
+    if not MIN_RUN_EVERY_MINUTES <= minutes <= MAX_RUN_EVERY_MINUTES:
+        return DEFAULT_RUN_EVERY_MINUTES
+    return minutes
+
+
 def desktop_status(
-    session: Session, books_id: int, *, every_minutes: int = 15, now: datetime | None = None
+    session: Session,
+    books_id: int,
+    *,
+    every_minutes: int = DEFAULT_RUN_EVERY_MINUTES,
+    now: datetime | None = None,
 ) -> DesktopStatus:
     """Where the Desktop connection stands; `overdue` when the Web Connector missed two of its runs."""
     now = now or _now()
@@ -324,6 +353,14 @@ def request_list_refresh(session: Session, books_id: int, now: datetime | None =
     """ "Refresh lists": the next Web Connector session reads the lists again."""
     row = _company(session, books_id, lock=False)
     row.refresh_requested_at = now or _now()
+
+
+def _set_health(session: Session, books_id: int, status: str, detail: str = "") -> None:
+    """The Desktop connection's badge on the Connections page: `ok` once a session exchanged work with
+    QuickBooks, `error` with the reason when the Web Connector, QuickBooks or its company file refused."""
+    conn = session.get(Connection, books_id)
+    if conn is not None and (conn.status, conn.status_detail) != (status, detail):
+        conn.status, conn.status_detail = status, detail
 
 
 def _company(session: Session, books_id: int, *, lock: bool) -> QbdCompanyFile:
@@ -388,12 +425,19 @@ class WebConnectorService:
             return [ticket, "nvu"]
         stored = str(self.box.open(conn.secrets).get("password_hash") or "")
         if not stored or not self.verify(stored, password):
+            with self.db.session() as session:
+                _set_health(session, conn.id, "error", SIGN_IN_REFUSED)
             return [ticket, "nvu"]
         config = _config(conn)
         with self.db.session() as session:
             company = _company(session, conn.id, lock=True)
             company.last_contact_at = self.clock()
             if not self._has_work(session, conn.id, company, config, None):
+                # Signed in, nothing to exchange: that proves the schedule and the password, not the company
+                # file, so only "waiting" and a refused password are cleared here.
+                row = session.get(Connection, conn.id)
+                if row is not None and (row.status == "waiting" or row.status_detail == SIGN_IN_REFUSED):
+                    _set_health(session, conn.id, "ok")
                 return [ticket, "none"]
             session.add(QbwcSession(ticket=ticket, books_id=conn.id, counts={}))
             company.last_session_at = self.clock()
@@ -430,6 +474,7 @@ class WebConnectorService:
                         "or later (QuickBooks Desktop 2014 or newer). Update QuickBooks, then run the Web "
                         "Connector again."
                     )
+                    _set_health(session, sess.books_id, "error", sess.last_error)
                     return ""
             return self._next_set(session, sess, company, _config(conn))
 
@@ -464,6 +509,7 @@ class WebConnectorService:
                         else "Nothing was lost: the next Web Connector run checks what QuickBooks did and goes on."
                     )
                 )
+                _set_health(session, sess.books_id, "error", sess.last_error)
                 return -1
             try:
                 answer = parse_response(response)
@@ -473,7 +519,10 @@ class WebConnectorService:
                     f"The Web Connector returned an answer ledgerlink cannot read ({exc}); the next run checks what "
                     "QuickBooks did."
                 )
+                _set_health(session, sess.books_id, "error", sess.last_error)
                 return -1
+            # QuickBooks ran our requests and its answer arrived: the connection works, end to end.
+            _set_health(session, sess.books_id, "ok")
             if mode == "recovery":
                 if answer.message_set_status not in ("", "0") or not answer.answers:
                     self._mark_unknown(session, mset)
@@ -499,6 +548,7 @@ class WebConnectorService:
                 "is installed and the company file can be opened; ledgerlink checks what was done on the next run."
             )
             sess.outstanding, sess.outstanding_mode = None, ""
+            _set_health(session, sess.books_id, "error", sess.last_error)
         return "done"
 
     def get_last_error(self, ticket: str) -> str:
@@ -546,7 +596,7 @@ class WebConnectorService:
                 sess.outstanding, sess.outstanding_mode = lost.set_id, "recovery"
                 counts["recovery_requests"] += 1
                 return message_set([], new_id=lost.set_id, old_id=lost.set_id)
-            for build in (self._lookup_set, self._refresh_set, self._sequence_set, self._work_set):
+            for build in (self._lookup_set, self._refresh_set, self._sequence_set, self._work_set, self._reverse_set):
                 parts, purpose = build(session, sess, company, config, counts)
                 if parts:
                     return self._open_set(session, sess, purpose, parts, counts)
@@ -668,6 +718,16 @@ class WebConnectorService:
                 _Part(txn_query(txn_object(doc.kind), "0", txn_ids=[txn_id]), {"what": "sequence", "id": row.id})
             )
         return parts, "lookup"
+
+    def _reverse_set(
+        self, session: Session, sess: QbwcSession, company: QbdCompanyFile, config: QbdConfig, counts: Counter[str]
+    ) -> tuple[list[_Part], str]:
+        """Desktop sales read for ShipStation, and shipments written back onto them (sync/reverse_desktop.py)."""
+        from ledgerlink.sync.reverse_desktop import reverse_set
+
+        found = reverse_set(session, sess, page_size=min(config.page_size, 500), clock=self.clock)
+        counts["reverse_requests"] += len(found)
+        return [_Part(element, entry) for element, entry in found], "reverse"
 
     def _change_request(
         self, session: Session, row: Posting, doc: Document, have: dict[str, str], config: QbdConfig
@@ -839,6 +899,10 @@ class WebConnectorService:
                 record = masters.get(entry["id"])
                 if record is not None and record.state == "sending":
                     self._bind_master(session, sess, record, got, counts)
+            elif what.startswith("reverse_"):
+                from ledgerlink.sync.reverse_desktop import bind_reverse
+
+                bind_reverse(session, sess, entry, got)
             elif what == "query":
                 name = str(entry["list"])
                 if got is None or not got.ok:
@@ -1093,7 +1157,11 @@ class WebConnectorService:
         ).first()
         if queued is not None:
             return True
-        return bool(_ready_postings(session, books_id, 1, self.clock()))
+        if _ready_postings(session, books_id, 1, self.clock()):
+            return True
+        from ledgerlink.sync.reverse_desktop import reverse_has_work
+
+        return reverse_has_work(session, books_id, sess)
 
     def _connection_for(self, user_name: str) -> Connection | None:
         wanted = user_name.strip()

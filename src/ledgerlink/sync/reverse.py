@@ -267,7 +267,10 @@ class ReverseSync:
         books = self.adapters.books(books_conn)
         if not isinstance(books, QboBooks):
             channel.close()
-            raise LedgerlinkError("orders from QuickBooks read QuickBooks Online (Desktop is not supported yet)")
+            raise LedgerlinkError(
+                "QuickBooks Desktop sales are read when the Web Connector runs (sync/reverse_desktop.py), "
+                "not one at a time from here"
+            )
         if isinstance(books.client.pacer, WindowPacer):
             # A pacer shared through Redis (scaled out) is left alone; the in-process one is kept per company.
             books.client.pacer = self._pacers.setdefault(realm_id, books.client.pacer)

@@ -116,6 +116,7 @@ def form_values(settings: ChannelSettings) -> dict[str, Any]:
     return {
         "direction": s.direction.value,
         "push_stock_levels": s.push_stock_levels,
+        "stock_buffer": str(s.stock_buffer),
         "transaction_type": s.transaction_type.value,
         "orders.financial_statuses": list(s.orders.financial_statuses),
         "orders.fulfillment_statuses": list(s.orders.fulfillment_statuses),
@@ -225,6 +226,12 @@ def read_form(section: str, form: FormData) -> dict[str, Any]:
             "discount_item_name": _text(form, "discount_item_name"),
             "adjust_total": bool(form.get("adjust_total")),
             "adjust_item_name": _text(form, "adjust_item_name"),
+            # Only channels that take stock levels (Shopify) show these; absent, the saved values stay.
+            **(
+                {"push_stock_levels": bool(form.get("push_stock_levels")), "stock_buffer": _text(form, "stock_buffer")}
+                if "stock_buffer" in form
+                else {}
+            ),
         }
     raise KeyError(f"no settings section {section!r}")
 
@@ -368,6 +375,13 @@ def apply_values(
             data[name] = values.get(name) or ""
         data["use_books_shipping_line"] = bool(values.get("use_books_shipping_line"))
         data["adjust_total"] = bool(values.get("adjust_total"))
+        if "stock_buffer" in values:
+            data["push_stock_levels"] = bool(values.get("push_stock_levels"))
+            buffer = str(values.get("stock_buffer") or "0").strip()
+            if buffer.isascii() and buffer.isdigit():
+                data["stock_buffer"] = int(buffer)
+            else:
+                errors["stock_buffer"] = "Enter a whole number of units to keep back, like 0 or 2."
     else:
         raise KeyError(f"no settings section {section!r}")
 
@@ -583,7 +597,7 @@ def summary(
                 "direction",
                 "Direction",
                 f"Sales entered in QuickBooks go to {store} to be shipped; tracking numbers come back to QuickBooks. "
-                "This part arrives with the ShipStation integration: nothing syncs in this direction yet.",
+                "Which sales, the store and what comes back are set under Settings → Orders from QuickBooks.",
             )
         ]
     rows: list[tuple[str, str, str]] = []

@@ -23,6 +23,7 @@ from ledgerlink.store.models import (
     SyncRun,
 )
 from ledgerlink.sync.engine import load_settings
+from ledgerlink.sync.qbwc import QUEUED_FOR_DESKTOP
 
 PAGE_SIZE = 50
 ORDER_STATES = ("posted", "planned", "failed", "skipped", "pending")
@@ -158,6 +159,16 @@ class ChannelCard:
         return int((self.last_run.counts or {}).get("posted", 0)) if self.last_run else 0
 
     @property
+    def desktop(self) -> bool:
+        """Posts to QuickBooks Desktop: a run only queues documents for the Web Connector."""
+        return self.books is not None and self.books.kind == "qbd"
+
+    @property
+    def last_queued(self) -> int:
+        """Documents the last run queued for the books (on Desktop: for the next Web Connector session)."""
+        return int((self.last_run.counts or {}).get("postings_planned", 0)) if self.last_run else 0
+
+    @property
     def last_failed(self) -> int:
         if self.last_run is None:
             return 0
@@ -254,7 +265,12 @@ def job_progress(session: Session, job: SyncJob) -> dict[str, Any]:
             why = job.error or (run.error if run else "") or "the sync stopped"
             return {"percent": 100, "text": f"The sync failed: {why}", "finished": True}
         failed = int(counts.get("orders_failed", 0)) + int(counts.get("postings_failed", 0))
-        text = f"Done: {counts.get('posted', 0)} documents posted" + (f", {failed} failed" if failed else "")
+        text = f"Done: {counts.get('posted', 0)} documents posted"
+        channel = session.get(Connection, job.connection_id)
+        books = session.get(Connection, channel.books_id) if channel is not None and channel.books_id else None
+        if books is not None and books.kind == "qbd":
+            text = f"Done: {counts.get('postings_planned', 0)} documents {QUEUED_FOR_DESKTOP}"
+        text += f", {failed} failed" if failed else ""
         return {"percent": 100, "text": text, "finished": True}
     stage = str(counts.get("stage", ""))
     pulled = int(counts.get("pulled", 0))

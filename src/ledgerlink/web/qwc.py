@@ -10,13 +10,15 @@ from __future__ import annotations
 from dataclasses import dataclass
 from xml.etree import ElementTree as ET
 
+from ledgerlink.sync.qbwc import DEFAULT_RUN_EVERY_MINUTES, MAX_RUN_EVERY_MINUTES, MIN_RUN_EVERY_MINUTES
+
 APP_NAME = "ledgerlink"
-RUN_EVERY_MINUTES = 15
+RUN_EVERY_MINUTES = DEFAULT_RUN_EVERY_MINUTES
 
 
 @dataclass(frozen=True, slots=True)
 class QwcFile:
-    """What goes into one .qwc file."""
+    """What goes into one .qwc file; `run_every_minutes` is the connection's schedule (1–1440)."""
 
     public_url: str
     user_name: str
@@ -29,6 +31,11 @@ class QwcFile:
 
 def build_qwc(qwc: QwcFile) -> str:
     """The XML text of the .qwc file (UTF-8, with the XML declaration the Web Connector expects)."""
+    if not MIN_RUN_EVERY_MINUTES <= qwc.run_every_minutes <= MAX_RUN_EVERY_MINUTES:
+        raise ValueError(
+            f"the Web Connector runs every {MIN_RUN_EVERY_MINUTES} to {MAX_RUN_EVERY_MINUTES} minutes, "
+            f"not every {qwc.run_every_minutes}"
+        )
     base = qwc.public_url.rstrip("/")
     root = ET.Element("QBWCXML")
     fields = [

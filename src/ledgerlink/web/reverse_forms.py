@@ -1,15 +1,18 @@
 """The "orders from QuickBooks to ShipStation" forms: `FromBooksSettings` as the wizard and Settings edit it.
 
-Sections: `from_books.store` (the wizard's Pair step: the ShipStation store the sales go to),
-`from_books.sales` (transaction types and QuickBooks classes), `from_books.tracking` (tracking and shipping
-cost write-back), and `from_books` (the Settings page: the direction and all of the above at once).
+Sections: `from_books.store` (the wizard's Pair step: the ShipStation store the sales go to, the statuses they
+are created in, the ship-via → requested service mapping), `from_books.sales` (transaction types, QuickBooks
+classes, the items that are shipping charges, how far back the first sync reads), `from_books.tracking`
+(tracking and shipping cost write-back), and `from_books` (the Settings page: the direction and all of the
+above at once). A field absent from a post keeps its saved value (a page that does not show it).
 The store drop-down is read from ShipStation, the classes from the books' cached lists; "Test with one sale"
 sends one sale through `ReverseSync.send_one`.
 """
 
 from __future__ import annotations
 
-from collections.abc import Collection, Mapping
+import re
+from collections.abc import Collection, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -21,7 +24,7 @@ from starlette.requests import Request
 from ledgerlink.bootstrap import App
 from ledgerlink.channels.shipstation_outbound import ShipStationOutbound, Store
 from ledgerlink.domain.errors import LedgerlinkError
-from ledgerlink.domain.reverse import SaleType
+from ledgerlink.domain.reverse import MAX_SHIP_METHOD, SaleType, ShipStationStatus
 from ledgerlink.domain.settings import ChannelSettings, SyncDirection
 from ledgerlink.store.models import Connection
 from ledgerlink.sync.shipstation_webhooks import quick_channel, register_ship_notify
@@ -31,13 +34,38 @@ from ledgerlink.web.templating import flash
 
 SECTIONS = ("from_books.store", "from_books.sales", "from_books.tracking", "from_books")
 _FIELDS = {
-    "from_books.store": ("from_books.store_id",),
-    "from_books.sales": ("from_books.transaction_types", "from_books.class_ids"),
+    "from_books.store": (
+        "from_books.store_id",
+        "from_books.paid_status",
+        "from_books.balance_due_status",
+        "from_books.ship_via",
+        "from_books.default_service",
+    ),
+    "from_books.sales": (
+        "from_books.transaction_types",
+        "from_books.class_ids",
+        "from_books.shipping_item_names",
+        "from_books.first_sync_days",
+    ),
     "from_books.tracking": ("from_books.write_tracking", "from_books.write_shipping_cost"),
 }
 _FIELDS["from_books"] = tuple(f for part in _FIELDS.values() for f in part)
 _LISTS = ("from_books.transaction_types", "from_books.class_ids")
 _FLAGS = ("from_books.write_tracking", "from_books.write_shipping_cost")
+_STATUSES = ("from_books.paid_status", "from_books.balance_due_status")
+# Fields kept as saved when a post does not carry them (the wizard's Pair and Sales steps predate them).
+_OPTIONAL = (*_STATUSES, "from_books.default_service", "from_books.shipping_item_names", "from_books.first_sync_days")
+_SHIP_VIA_ROW = re.compile(r"^from_books\.ship_via\.(?P<index>\d+)\.(?P<field>ship_via|service|remove)$")
+BLANK_ROWS = 2
+MAX_SERVICE = 100  # what the form accepts for ShipStation's requestedShippingService
+MAX_ITEM_NAME = 100  # QuickBooks Online item names
+MAX_SHIPPING_ITEMS = 20
+MAX_FIRST_SYNC_DAYS = 30  # QuickBooks Online's change data capture looks back 30 days
+STATUS_LABELS = {
+    ShipStationStatus.AWAITING_SHIPMENT: "Awaiting Shipment",
+    ShipStationStatus.AWAITING_PAYMENT: "Awaiting Payment",
+    ShipStationStatus.ON_HOLD: "On Hold",
+}
 TYPE_LABELS = {
     SaleType.SALES_RECEIPT: ("Sales Receipts", "Paid at the sale: sent as Awaiting Shipment."),
     SaleType.INVOICE: ("Invoices", "Sent as Awaiting Payment while a balance is due, else Awaiting Shipment."),
@@ -85,7 +113,33 @@ def form_values(settings: ChannelSettings) -> dict[str, Any]:
         "from_books.class_ids": list(fb.class_ids),
         "from_books.write_tracking": fb.write_tracking,
         "from_books.write_shipping_cost": fb.write_shipping_cost,
+        "from_books.paid_status": fb.paid_status.value,
+        "from_books.balance_due_status": fb.balance_due_status.value,
+        "from_books.ship_via": [{"ship_via": k, "service": v} for k, v in fb.ship_via_services.items()],
+        "from_books.default_service": fb.default_service,
+        "from_books.shipping_item_names": "\n".join(fb.shipping_item_names),
+        "from_books.first_sync_days": str(fb.first_sync_days),
     }
+
+
+def _ship_via_rows(form: FormData) -> list[dict[str, str]] | None:
+    """The ship-via table's rows in order (removed and blank rows dropped); None when the post has no table."""
+    indexes: set[int] = set()
+    for key in form:
+        found = _SHIP_VIA_ROW.match(str(key))
+        if found:
+            indexes.add(int(found["index"]))
+    if not indexes:
+        return None
+    rows: list[dict[str, str]] = []
+    for index in sorted(indexes):
+        prefix = f"from_books.ship_via.{index}"
+        if form.get(f"{prefix}.remove"):
+            continue
+        row = {name: str(form.get(f"{prefix}.{name}") or "").strip() for name in ("ship_via", "service")}
+        if any(row.values()):
+            rows.append(row)
+    return rows
 
 
 def read_form(section: str, form: FormData) -> dict[str, Any]:
@@ -94,7 +148,15 @@ def read_form(section: str, form: FormData) -> dict[str, Any]:
     if section == "from_books":
         values.update(forms.read_form("direction", form))
     for name in _FIELDS[section]:
-        if name in _LISTS:
+        if name == "from_books.ship_via":
+            rows = _ship_via_rows(form)
+            if rows is not None:
+                values[name] = rows
+        elif name in _OPTIONAL and name not in form:
+            continue
+        elif name == "from_books.shipping_item_names":
+            values[name] = str(form.get(name) or "")
+        elif name in _LISTS:
             values[name] = [str(v).strip() for v in form.getlist(name) if str(v).strip()]
         elif name in _FLAGS:
             values[name] = bool(form.get(name))
@@ -157,6 +219,32 @@ def apply_values(
                 f"QuickBooks has no class with id {', '.join(strangers)}: refresh the lists and choose again."
             )
         data["class_ids"] = picked
+    for status in _STATUSES:
+        if status in names and status in values:
+            raw = str(values.get(status) or "")
+            if raw not in {s.value for s in ShipStationStatus}:
+                choices = ", ".join(STATUS_LABELS.values())
+                errors[status] = f"Choose one of the statuses ShipStation creates orders in: {choices}."
+            else:
+                data[status.removeprefix("from_books.")] = raw
+    if "from_books.ship_via" in names and "from_books.ship_via" in values:
+        data["ship_via_services"] = _apply_ship_via(values["from_books.ship_via"], errors)
+    if "from_books.default_service" in names and "from_books.default_service" in values:
+        service = str(values.get("from_books.default_service") or "")
+        if len(service) > MAX_SERVICE:
+            errors["from_books.default_service"] = f"At most {MAX_SERVICE} characters (this has {len(service)})."
+        data["default_service"] = service
+    if "from_books.shipping_item_names" in names and "from_books.shipping_item_names" in values:
+        data["shipping_item_names"] = _apply_item_names(str(values["from_books.shipping_item_names"]), errors)
+    if "from_books.first_sync_days" in names and "from_books.first_sync_days" in values:
+        raw = str(values.get("from_books.first_sync_days") or "").strip()
+        if not raw.isdigit() or int(raw) > MAX_FIRST_SYNC_DAYS:
+            errors["from_books.first_sync_days"] = (
+                f"Enter a whole number of days from 0 to {MAX_FIRST_SYNC_DAYS} "
+                "(QuickBooks Online keeps 30 days of changes)."
+            )
+        else:
+            data["first_sync_days"] = int(raw)
     for flag in _FLAGS:
         if flag in names:
             data[flag.removeprefix("from_books.")] = bool(values.get(flag))
@@ -167,6 +255,51 @@ def apply_values(
     except ValidationError as exc:
         raise forms.FormErrors({"_form": "; ".join(forms.friendly(e) for e in exc.errors(include_url=False))}) from exc
     return new
+
+
+def _apply_ship_via(rows: Sequence[Mapping[str, str]], errors: dict[str, str]) -> dict[str, str]:
+    """The ship-via table as a mapping; each bad cell gets its own error (`from_books.ship_via.<row>.<cell>`)."""
+    mapping: dict[str, str] = {}
+    seen: dict[str, int] = {}
+    for index, row in enumerate(rows):
+        ship_via, service = (row.get("ship_via") or "").strip(), (row.get("service") or "").strip()
+        where = f"from_books.ship_via.{index}"
+        if not ship_via:
+            errors[f"{where}.ship_via"] = "Enter the QuickBooks ship via (as on the sale's Ship Via)."
+        elif len(ship_via) > MAX_SHIP_METHOD:
+            errors[f"{where}.ship_via"] = f"QuickBooks ship via names have at most {MAX_SHIP_METHOD} characters."
+        elif ship_via.casefold() in seen:
+            errors[f"{where}.ship_via"] = f"This ship via is already mapped in row {seen[ship_via.casefold()] + 1}."
+        elif not service:
+            errors[f"{where}.service"] = "Enter the ShipStation service orders with this ship via ask for."
+        elif len(service) > MAX_SERVICE:
+            errors[f"{where}.service"] = f"At most {MAX_SERVICE} characters (this has {len(service)})."
+        else:
+            seen[ship_via.casefold()] = index
+            mapping[ship_via] = service
+    return mapping
+
+
+def _apply_item_names(text: str, errors: dict[str, str]) -> list[str]:
+    """The shipping items, one name a line; blank lines and repeats dropped."""
+    names: list[str] = []
+    for number, raw in enumerate(text.splitlines(), start=1):
+        name = raw.strip()
+        if not name or name.casefold() in {n.casefold() for n in names}:
+            continue
+        if len(name) > MAX_ITEM_NAME:
+            errors["from_books.shipping_item_names"] = (
+                f"Line {number} has {len(name)} characters: QuickBooks item names have at most {MAX_ITEM_NAME}."
+            )
+        names.append(name)
+    if len(names) > MAX_SHIPPING_ITEMS:
+        errors["from_books.shipping_item_names"] = f"At most {MAX_SHIPPING_ITEMS} shipping items ({len(names)} given)."
+    return names
+
+
+def status_choices() -> list[tuple[str, str]]:
+    """The statuses a new ShipStation order may be created in, as (value, label)."""
+    return [(s.value, STATUS_LABELS[s]) for s in ShipStationStatus]
 
 
 # -- what the pages read -----------------------------------------------------------------------------------
@@ -235,7 +368,17 @@ def summary(settings: ChannelSettings, store: str, lists: BooksLists) -> list[tu
     verb = "are" if len(back) > 1 else "is"
     return [
         ("direction", "Direction", f"Sales entered in QuickBooks go to {store} to be shipped."),
-        ("pair", "Store", f"They arrive in {store}'s {where}."),
+        (
+            "pair",
+            "Store",
+            f"They arrive in {store}'s {where} as {STATUS_LABELS[fb.paid_status]}"
+            + (
+                f" ({STATUS_LABELS[fb.balance_due_status]} while an invoice has a balance due)."
+                if fb.balance_due_status != fb.paid_status
+                else "."
+            )
+            + (f" Mapped ship via: {forms_join(list(fb.ship_via_services))}." if fb.ship_via_services else ""),
+        ),
         (
             "sales",
             "Which sales",

@@ -19,8 +19,9 @@ import hashlib
 import re
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
-from datetime import date
+from datetime import date, datetime
 from decimal import Decimal, InvalidOperation
+from typing import Any
 
 from lxml import etree
 
@@ -747,3 +748,173 @@ def parse_date(text: str) -> date | None:
         return date.fromisoformat(text[:10])
     except ValueError:
         return None
+
+
+# -- the reverse direction: Desktop sales read for ShipStation, and what ShipStation shipped written back -------
+
+# Transactions the reverse direction reads. `Other` holds at most 29 characters (the SDK's limit for the header
+# field); a ship method name at most 15 (`MAX_SHIP_VIA`).
+REVERSE_OBJECTS = ("SalesOrder", "Invoice", "SalesReceipt")
+MAX_OTHER = 29
+_SALE_ADDRESS_TAGS = ("Addr1", "Addr2", "Addr3", "Addr4", "Addr5", "City", "State", "PostalCode", "Country", "Note")
+
+
+def qb_datetime(moment: datetime) -> str:
+    """A qbXML DATETIMETYPE: ISO 8601 to the second, with its UTC offset."""
+    return moment.replace(microsecond=0).isoformat()
+
+
+def txn_changes_query(
+    obj: str,
+    request_id: str,
+    *,
+    modified_from: datetime | None = None,
+    max_returned: int = 100,
+    iterator_id: str = "",
+) -> etree._Element:
+    """`{obj}QueryRq` for the documents changed since `modified_from` (MaxReturned, ModifiedDateRangeFilter,
+    IncludeLineItems, IncludeLinkedTxns), read through an iterator: "Start", or "Continue" with `iterator_id`."""
+    if iterator_id:
+        rq = request(f"{obj}Query", request_id, iterator="Continue", iteratorID=iterator_id)
+        _add(rq, "MaxReturned", str(max_returned))
+        return rq
+    rq = request(f"{obj}Query", request_id, iterator="Start")
+    _add(rq, "MaxReturned", str(max_returned))
+    if modified_from is not None:
+        window = _add(rq, "ModifiedDateRangeFilter")
+        _add(window, "FromModifiedDate", qb_datetime(modified_from))
+    _add(rq, "IncludeLineItems", "true")
+    _add(rq, "IncludeLinkedTxns", "true")
+    return rq
+
+
+def txn_deleted_query(types: Iterable[str], request_id: str, *, deleted_from: datetime) -> etree._Element:
+    """TxnDeletedQueryRq: TxnDelType*, DeletedDateRangeFilter{FromDeletedDate} (the deletions since then)."""
+    rq = request("TxnDeletedQuery", request_id)
+    for txn_type in types:
+        if txn_type not in DELETABLE:
+            raise MappingError(f"QuickBooks Desktop does not report deleted {txn_type}s", field="kind")
+        _add(rq, "TxnDelType", txn_type)
+    window = _add(rq, "DeletedDateRangeFilter")
+    _add(window, "FromDeletedDate", qb_datetime(deleted_from))
+    return rq
+
+
+def ship_mod(
+    obj: str,
+    request_id: str,
+    *,
+    txn_id: str,
+    edit_sequence: str,
+    ship_date: date | None = None,
+    ship_method: str = "",
+    close: bool = False,
+    memo: str | None = None,
+    other: str | None = None,
+) -> etree._Element:
+    """`{obj}ModRq` that writes a shipment onto a sale and changes nothing else (no line is named, so the lines
+    stay): TxnID, EditSequence, ShipDate, ShipMethodRef, IsManuallyClosed (sales orders), Memo, Other, in the
+    SDK's order."""
+    if obj not in REVERSE_OBJECTS:
+        raise MappingError(f"ledgerlink writes shipments onto sales orders, invoices and receipts, not {obj}s")
+    if close and obj != "SalesOrder":
+        raise MappingError(f"only a sales order can be closed, not a {obj}", field="IsManuallyClosed")
+    if other is not None and len(other) > MAX_OTHER:
+        raise MappingError(f"Other holds at most {MAX_OTHER} characters", field="Other")
+    rq = request(f"{obj}Mod", request_id)
+    body = _add(rq, f"{obj}Mod")
+    _add(body, "TxnID", txn_id)
+    _add(body, "EditSequence", edit_sequence)
+    if ship_date is not None:
+        _add(body, "ShipDate", ship_date.isoformat())
+    if ship_method:
+        method = _add(body, "ShipMethodRef")
+        _add(method, "FullName", ship_via(ship_method))
+    if close:
+        _add(body, "IsManuallyClosed", "true")
+    if memo is not None:
+        _add(body, "Memo", memo[:MAX_MEMO])
+    if other is not None:
+        _add(body, "Other", other)
+    return rq
+
+
+def _ref_dict(element: etree._Element | None) -> dict[str, str] | None:
+    if element is None:
+        return None
+    return {
+        "ListID": (element.findtext("ListID") or "").strip(),
+        "FullName": (element.findtext("FullName") or "").strip(),
+    }
+
+
+def _address_dict(element: etree._Element | None) -> dict[str, str] | None:
+    if element is None:
+        return None
+    return {tag: (element.findtext(tag) or "").strip() for tag in _SALE_ADDRESS_TAGS if element.findtext(tag)}
+
+
+def _sale_line(element: etree._Element) -> dict[str, Any]:
+    def text(tag: str) -> str:
+        return (element.findtext(tag) or "").strip()
+
+    return {
+        "TxnLineID": text("TxnLineID"),
+        "ItemRef": _ref_dict(element.find("ItemRef")),
+        "ClassRef": _ref_dict(element.find("ClassRef")),
+        "Desc": text("Desc"),
+        "Quantity": text("Quantity"),
+        "Rate": text("Rate"),
+        "Amount": text("Amount"),
+    }
+
+
+def read_sale(element: etree._Element) -> dict[str, Any]:
+    """A SalesOrderRet / InvoiceRet / SalesReceiptRet (or TxnDeletedRet) as plain values for the domain's mapping:
+    strings as QuickBooks wrote them, refs as {ListID, FullName}, addresses as {Addr1, …}, `lines` with group
+    lines replaced by their component lines."""
+
+    def text(tag: str) -> str:
+        return (element.findtext(tag) or "").strip()
+
+    lines: list[dict[str, Any]] = []
+    for child in element:
+        tag = str(child.tag)
+        if tag.endswith("LineRet"):
+            lines.append(_sale_line(child))
+        elif tag.endswith("LineGroupRet"):
+            lines.extend(_sale_line(inner) for inner in child if str(inner.tag).endswith("LineRet"))
+    kind = str(element.tag).removesuffix("Ret")
+    return {
+        "type": text("TxnDelType") or kind,
+        "TxnID": text("TxnID"),
+        "EditSequence": text("EditSequence"),
+        "TimeModified": text("TimeModified"),
+        "TimeDeleted": text("TimeDeleted"),
+        "TxnNumber": text("TxnNumber"),
+        "RefNumber": text("RefNumber"),
+        "TxnDate": text("TxnDate"),
+        "CustomerRef": _ref_dict(element.find("CustomerRef")),
+        "ClassRef": _ref_dict(element.find("ClassRef")),
+        "BillAddress": _address_dict(element.find("BillAddress")),
+        "ShipAddress": _address_dict(element.find("ShipAddress")),
+        "PONumber": text("PONumber"),
+        "ShipDate": text("ShipDate"),
+        "ShipMethodRef": _ref_dict(element.find("ShipMethodRef")),
+        "PaymentMethodRef": _ref_dict(element.find("PaymentMethodRef")),
+        "Subtotal": text("Subtotal"),
+        "SalesTaxTotal": text("SalesTaxTotal"),
+        "TotalAmount": text("TotalAmount"),
+        "BalanceRemaining": text("BalanceRemaining"),
+        "IsPaid": text("IsPaid"),
+        "IsManuallyClosed": text("IsManuallyClosed"),
+        "IsFullyInvoiced": text("IsFullyInvoiced"),
+        "Memo": text("Memo"),
+        "CustomerMsgRef": _ref_dict(element.find("CustomerMsgRef")),
+        "Other": text("Other"),
+        "LinkedTxn": [
+            {"TxnID": (link.findtext("TxnID") or "").strip(), "TxnType": (link.findtext("TxnType") or "").strip()}
+            for link in element.findall("LinkedTxn")
+        ],
+        "lines": lines,
+    }

@@ -22,6 +22,7 @@ from ledgerlink.books.qbo import oauth
 from ledgerlink.books.qbo.client import (
     MAX_BATCH_ITEMS,
     MINOR_VERSION,
+    READ_TIMEOUT,
     Pacer,
     QboClient,
     QboFault,
@@ -103,6 +104,9 @@ class QboConfig(BaseModel):
     batch_size: int = Field(default=MAX_BATCH_ITEMS, ge=1, le=MAX_BATCH_ITEMS)
     throttle_wait: float = Field(default=60.0, ge=0, description="seconds to wait after a 429")
     retry_backoff: float = Field(default=1.0, ge=0, description="first wait before retrying a 5xx; doubles")
+    read_timeout: float = Field(
+        default=READ_TIMEOUT, gt=0, description="seconds to wait for an answer before it counts as lost"
+    )
     pace: bool = True
     requests_per_minute: int = Field(default=500, ge=1)
     requests_per_second: int = Field(default=10, ge=1)
@@ -135,7 +139,7 @@ class QboBooks:
     # -- catalog ----------------------------------------------------------------------------------------------
 
     def catalog(self, wanted: CatalogQuery, base: Catalog | None = None) -> Catalog:
-        """Company facts, accounts, tax codes, payment methods and classes (read once), plus the wanted
+        """Company facts, accounts, tax codes, payment methods, classes and locations (read once), plus the wanted
         items and customers (read per call, as batched queries)."""
         if base is not None and base.company.books == "qbo" and base.accounts:
             start = base
@@ -169,6 +173,7 @@ class QboBooks:
             "SELECT * FROM TaxCode",
             "SELECT * FROM PaymentMethod",
             "SELECT * FROM Class",
+            "SELECT * FROM Department",
         ]
         found: dict[str, list[dict[str, Any]]] = {}
         for entity, rows in self._run_queries(selects):
@@ -205,6 +210,7 @@ class QboBooks:
             tax_codes=_names(found.get("TaxCode", [])),
             payment_methods=_names(found.get("PaymentMethod", [])),
             classes=_names(found.get("Class", [])),
+            departments=_names(found.get("Department", [])),
         )
         return self._base
 

@@ -21,6 +21,7 @@ import httpx
 from ledgerlink.books.base import Tokens, TokenStore
 from ledgerlink.books.qbo import oauth
 from ledgerlink.domain.errors import LedgerlinkError, NeedsUserError, PermanentError, RetryableError
+from ledgerlink.domain.errors import UnknownOutcome as UnknownOutcome  # re-exported: callers import it from here
 from ledgerlink.http import Action, new_client
 from ledgerlink.jsonwire import dumps, loads
 
@@ -34,16 +35,14 @@ QUERY_PAGE = 1000
 MAX_TRIES = 3
 MAX_THROTTLE_WAITS = 3
 REFRESH_SKEW = timedelta(seconds=60)
-QBO_TIMEOUT = httpx.Timeout(130.0, connect=10.0)  # QBO gives up on a request after 120 s itself
+CONNECT_TIMEOUT = 10.0
+READ_TIMEOUT = 130.0  # QBO gives up on a request after 120 s itself
+QBO_TIMEOUT = httpx.Timeout(READ_TIMEOUT, connect=CONNECT_TIMEOUT)
 
 _AUTH_CODES = frozenset({"100", "3200"})
 _THROTTLE_CODES = frozenset({"3001"})
 _FORBIDDEN_CODES = frozenset({"3100"})
 _FROM = re.compile(r"\bfrom\s+(\w+)", re.IGNORECASE)
-
-
-class UnknownOutcome(RetryableError):
-    """A write may or may not have been done (its answer was lost): look the document up before resending."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -249,6 +248,11 @@ class WindowPacer:
             self._sleep(wait)
 
 
+def qbo_timeout(read_timeout: float = READ_TIMEOUT) -> httpx.Timeout:
+    """`QBO_TIMEOUT` with another read timeout: how long to wait for an answer before it counts as lost."""
+    return httpx.Timeout(READ_TIMEOUT, connect=CONNECT_TIMEOUT, read=read_timeout)
+
+
 def _utcnow() -> datetime:
     return datetime.now(UTC)
 
@@ -258,7 +262,11 @@ def _aware(moment: datetime) -> datetime:
 
 
 class QboClient:
-    """Requests to one QBO company, with the pinned minorversion, a Bearer token and pacing on every one."""
+    """Requests to one QBO company, with the pinned minorversion, a Bearer token and pacing on every one.
+
+    Its HTTP client waits `config.read_timeout` seconds for an answer. A client handed in (`client=`) keeps its
+    own timeouts, unless the connection's config sets `read_timeout`: then every request carries it.
+    """
 
     def __init__(
         self,
@@ -272,8 +280,10 @@ class QboClient:
     ) -> None:
         self.config = config
         self.tokens = tokens
-        self.http = client if client is not None else new_client(timeout=QBO_TIMEOUT)
+        timeout = qbo_timeout(config.read_timeout)
+        self.http = client if client is not None else new_client(timeout=timeout)
         self._owns_http = client is None
+        self._timeout = timeout if client is None or "read_timeout" in config.model_fields_set else None
         self.sleep = sleep
         self.clock = clock
         self.pacer: Pacer = (
@@ -362,6 +372,11 @@ class QboClient:
         found = answer.get("BatchItemResponse")
         return [item for item in found if isinstance(item, dict)] if isinstance(found, list) else []
 
+    @property
+    def timeout(self) -> httpx.Timeout:
+        """The timeouts of every request: the connection's read timeout, or those of a client handed in."""
+        return self._timeout if self._timeout is not None else self.http.timeout
+
     def close(self) -> None:
         """Close the HTTP client if this client made it."""
         if self._owns_http:
@@ -398,7 +413,9 @@ class QboClient:
             if is_batch:
                 self.stats["batches"] += 1
             try:
-                response = self.http.request(method, url, params=query, content=content, headers=headers)
+                response = self.http.request(
+                    method, url, params=query, content=content, headers=headers, timeout=self.timeout
+                )
             except (httpx.ConnectError, httpx.ConnectTimeout, httpx.PoolTimeout) as exc:
                 # The request never reached QuickBooks, so nothing was done: any request may go again.
                 failures += 1

@@ -15,6 +15,7 @@ from typing import Any
 from ledgerlink.books.base import RemoteDoc
 from ledgerlink.domain.catalog import CompanyFacts, NewCustomer, NewItem
 from ledgerlink.domain.documents import (
+    DEPARTMENT_KINDS,
     MAX_SHIP_METHOD,
     MAX_TRACKING_NUM,
     DocLine,
@@ -86,6 +87,8 @@ def to_qbo(doc: Document, *, linked: Mapping[str, str] = _NO_LINKS, company: Com
         body["PaymentMethodRef"] = ref(doc.payment_method)
     if doc.class_ref is not None:
         body["ClassRef"] = ref(doc.class_ref)
+    if doc.kind in DEPARTMENT_KINDS and doc.department is not None:
+        body["DepartmentRef"] = ref(doc.department)  # QuickBooks Online calls it the location
     if company.multicurrency:
         body["CurrencyRef"] = {"value": doc.currency.upper()}
     pin_tax = _pins_tax(doc, company)

@@ -52,6 +52,8 @@ LIMITS = {
     ("Customer", "LastName"): 25,
     ("Customer", "Phone"): 21,
     ("Item", "ManufacturerPartNumber"): 31,
+    ("Txn", "Other"): 29,
+    ("ShipMethod", "Name"): 15,
 }
 _ENTITY = "entity"  # customers, vendors, employees and other names share one name space
 SALE_OBJECTS = ("SalesReceipt", "Invoice", "SalesOrder", "CreditMemo", "Estimate")
@@ -149,6 +151,12 @@ class Txn:
     linked: list[str] = field(default_factory=list)
     fully_invoiced: bool = False
     voided: bool = False
+    # The header fields the reverse direction reads and writes (ShipMethodRef is kept in `refs`).
+    bill_address: dict[str, str] | None = None
+    ship_address: dict[str, str] | None = None
+    ship_date: str = ""
+    other: str = ""
+    manually_closed: bool = False
 
     @property
     def balance(self) -> Decimal:
@@ -172,6 +180,7 @@ class QbdCompany:
         self.by_name: dict[tuple[str, str], ListObject] = {}
         self.txns: dict[str, Txn] = {}
         self.deleted: dict[str, Txn] = {}  # TxnDel'd transactions, for tests (QuickBooks keeps no copy)
+        self.deleted_at: dict[str, datetime] = {}  # TxnID → TimeDeleted, what TxnDeletedQuery reports
         self.kept: dict[str, tuple[str, str]] = {}  # message set id → (checksum of the requests, answer)
         self.iterators: dict[str, _Iterator] = {}
         self.stats: Counter[str] = Counter()
@@ -313,6 +322,8 @@ class QbdCompany:
             return 0, "Status OK", self._void(rq)
         if name == "TxnDel":
             return 0, "Status OK", self._delete(rq)
+        if name == "TxnDeletedQuery":
+            return self._found(self._deleted_query(rq))
         if name.endswith("Query"):
             return self._query(name.removesuffix("Query"), rq, rs)
         raise _Refusal(3250, f"ledgerlink's stand-in does not run {name} requests")
@@ -472,7 +483,8 @@ class QbdCompany:
         except _Refusal:
             if kind == "ReceivePayment":
                 self._unapply(txn)
-            for name in ("customer", "txn_date", "ref_number", "memo", "refs", "lines", "subtotal", "tax", "total"):
+            for name in ("customer", "txn_date", "ref_number", "memo", "refs", "lines", "subtotal", "tax", "total",
+                         "bill_address", "ship_address", "ship_date", "other", "manually_closed"):  # fmt: skip
                 setattr(txn, name, getattr(saved, name))
             if kind == "ReceivePayment":
                 txn.applied_to, txn.credits = saved.applied_to, saved.credits
@@ -519,9 +531,11 @@ class QbdCompany:
             ("PaymentMethodRef", "PaymentMethod"),
             ("ItemSalesTaxRef", "Item"),
             ("TemplateRef", "Template"),
+            ("ShipMethodRef", "ShipMethod"),
         ):
             if body.find(tag) is not None:
                 txn.refs[tag] = self._ref(body.find(tag), target, tag.removesuffix("Ref"), kind)
+        self._fill_shipping(txn, body, adding=adding)
         if kind == "ReceivePayment":
             self._payment(txn, body)
             return
@@ -702,6 +716,7 @@ class QbdCompany:
                 self._touch(linked)
         del self.txns[txn.txn_id]
         self.deleted[txn.txn_id] = txn
+        self.deleted_at[txn.txn_id] = self._tick()
         self.stats["deleted"] += 1
         out = [etree.Element(tag) for tag in ("TxnDelType", "TxnID", "TimeDeleted")]
         for element, text in zip(out, (txn.kind, txn.txn_id, self._tick().isoformat()), strict=True):
@@ -764,6 +779,7 @@ class QbdCompany:
             "Class": ("Class",),
             "SalesTaxCode": ("SalesTaxCode",),
             "PaymentMethod": ("PaymentMethod",),
+            "ShipMethod": ("ShipMethod",),
         }[name]
         ids = [e.text or "" for e in rq.findall("ListID")]
         names = [(e.text or "").casefold() for e in rq.findall("FullName")]
@@ -795,7 +811,10 @@ class QbdCompany:
                 continue
             if refs and txn.ref_number not in refs:
                 continue
+            if not self._modified_within(txn, rq.find("ModifiedDateRangeFilter")):
+                continue
             found.append(txn)
+        found.sort(key=lambda t: (t.modified, t.txn_number))
         if ids and not found:
             raise _Refusal(3120, f'Object "{ids[0]}" specified in the request cannot be found.')
         return found
@@ -889,6 +908,8 @@ class QbdCompany:
         _sub(ret, "TxnDate", txn.txn_date)
         if txn.ref_number:
             _sub(ret, "RefNumber", txn.ref_number)
+        if txn.kind != "ReceivePayment":
+            self._shipping_ret(ret, txn)
         if txn.kind == "ReceivePayment":
             _sub(ret, "TotalAmount", f"{txn.total:.2f}")
             if "PaymentMethodRef" in txn.refs:
@@ -918,9 +939,12 @@ class QbdCompany:
         else:
             _sub(ret, "TotalAmount", f"{txn.total:.2f}")
         if txn.kind == "SalesOrder":
+            _sub(ret, "IsManuallyClosed", "true" if txn.manually_closed else "false")
             _sub(ret, "IsFullyInvoiced", "true" if txn.fully_invoiced else "false")
         if txn.memo:
             _sub(ret, "Memo", txn.memo)
+        if txn.other:
+            _sub(ret, "Other", txn.other)
         if "PaymentMethodRef" in txn.refs:
             _ref_element(ret, "PaymentMethodRef", txn.refs["PaymentMethodRef"])
         if "DepositToAccountRef" in txn.refs:
@@ -945,7 +969,86 @@ class QbdCompany:
                 _sub(tax_code, "FullName", line.tax_code)
         return ret
 
+    # -- the header fields of shipping (the reverse direction) ---------------------------------------------------
+
+    def _fill_shipping(self, txn: Txn, body: etree._Element, *, adding: bool) -> None:
+        """BillAddress, ShipAddress, ShipDate, Other and (sales orders) IsManuallyClosed. As QuickBooks does, a
+        new sale without addresses takes its customer's; a Mod changes only what it names."""
+        if txn.kind == "ReceivePayment":
+            return
+        for tag, name in (("BillAddress", "bill_address"), ("ShipAddress", "ship_address")):
+            element = body.find(tag)
+            if element is not None:
+                setattr(txn, name, {c.tag: c.text or "" for c in element if isinstance(c.tag, str)})
+            elif adding and isinstance(txn.customer.fields.get(tag), dict):
+                setattr(txn, name, dict(txn.customer.fields[tag]))
+        if body.find("ShipDate") is not None:
+            ship_date = (body.findtext("ShipDate") or "").strip()
+            try:
+                datetime.fromisoformat(ship_date)
+            except ValueError:
+                raise _Refusal(3020, f'There was an error when converting the date "{ship_date}" in the field '
+                               '"ShipDate".') from None  # fmt: skip
+            txn.ship_date = ship_date
+        if body.find("Other") is not None:
+            txn.other = self._limit("Txn", "Other", body.findtext("Other") or "")
+        if body.find("IsManuallyClosed") is not None:
+            txn.manually_closed = (body.findtext("IsManuallyClosed") or "").strip().lower() == "true"
+
+    @staticmethod
+    def _shipping_ret(ret: etree._Element, txn: Txn) -> None:
+        for tag, address in (("BillAddress", txn.bill_address), ("ShipAddress", txn.ship_address)):
+            if address:
+                element = etree.SubElement(ret, tag)
+                for key, value in address.items():
+                    _sub(element, key, value)
+        if txn.ship_date:
+            _sub(ret, "ShipDate", txn.ship_date)
+        if "ShipMethodRef" in txn.refs:
+            _ref_element(ret, "ShipMethodRef", txn.refs["ShipMethodRef"])
+
+    @staticmethod
+    def _modified_within(txn: Txn, window: etree._Element | None) -> bool:
+        """ModifiedDateRangeFilter: FromModifiedDate and ToModifiedDate, both inclusive."""
+        if window is None:
+            return True
+        since = (window.findtext("FromModifiedDate") or "").strip()
+        until = (window.findtext("ToModifiedDate") or "").strip()
+        if since and txn.modified < _moment(since, "FromModifiedDate"):
+            return False
+        return not (until and txn.modified > _moment(until, "ToModifiedDate"))
+
+    def _deleted_query(self, rq: etree._Element) -> list[etree._Element]:
+        """TxnDeletedQuery: the deletions of the named types, within DeletedDateRangeFilter (inclusive)."""
+        types = {(e.text or "").strip() for e in rq.findall("TxnDelType")}
+        window = rq.find("DeletedDateRangeFilter")
+        since = (window.findtext("FromDeletedDate") or "").strip() if window is not None else ""
+        until = (window.findtext("ToDeletedDate") or "").strip() if window is not None else ""
+        out = []
+        for txn_id, when in sorted(self.deleted_at.items(), key=lambda pair: pair[1]):
+            txn = self.deleted[txn_id]
+            if txn.kind not in types:
+                continue
+            if since and when < _moment(since, "FromDeletedDate"):
+                continue
+            if until and when > _moment(until, "ToDeletedDate"):
+                continue
+            ret = etree.Element("TxnDeletedRet")
+            _sub(ret, "TxnDelType", txn.kind)
+            _sub(ret, "TxnID", txn.txn_id)
+            _sub(ret, "TimeCreated", txn.created.isoformat())
+            _sub(ret, "TimeDeleted", when.isoformat())
+            if txn.ref_number:
+                _sub(ret, "RefNumber", txn.ref_number)
+            out.append(ret)
+        return out
+
     # -- for tests and the demo -------------------------------------------------------------------------------
+
+    def set_clock(self, moment: datetime) -> None:
+        """Set the company file's clock (TimeCreated/TimeModified of what comes next), e.g. to the real time."""
+        with self._lock:
+            self._clock = moment
 
     def total_of(self, txn: Txn) -> Decimal:
         return txn.total
@@ -966,6 +1069,17 @@ class QbdCompany:
             f"<CompanyRet><CompanyName>{self.name}</CompanyName></CompanyRet></CompanyQueryRs>"
             "</QBXMLMsgsRs></QBXML>"
         )
+
+
+def _moment(text: str, field_name: str) -> datetime:
+    """A qbXML DATETIMETYPE; one without an offset is read as the company's time (UTC here)."""
+    try:
+        moment = datetime.fromisoformat(text)
+    except ValueError:
+        raise _Refusal(
+            3020, f'There was an error when converting the date "{text}" in the field "{field_name}".'
+        ) from None
+    return moment if moment.tzinfo is not None else moment.replace(tzinfo=UTC)
 
 
 def _sub(parent: etree._Element, tag: str, text: str) -> etree._Element:
@@ -1030,3 +1144,5 @@ def seed_company(company: QbdCompany) -> None:
     company.add_list_object(
         "ItemOtherCharge", "Shipping", AccountRef=company.find("Account", "Shipping and Delivery Income")
     )
+    for method in ("UPS", "FedEx", "US Mail"):  # part of QuickBooks' default Ship Via list
+        company.add_list_object("ShipMethod", method)

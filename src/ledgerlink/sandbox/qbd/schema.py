@@ -131,6 +131,11 @@ for _obj in ("SalesReceipt", "Invoice", "SalesOrder", "CreditMemo", "Estimate", 
     _paid = ["PaidStatus"] if _obj == "Invoice" else []
     _lines = [] if _obj == "ReceivePayment" else ["IncludeLineItems", "IncludeLinkedTxns"]
     MODELS[f"{_obj}QueryRq"] = [*_TXN_FILTER, *_paid, *_lines, "IncludeRetElement", "OwnerID"]
+# The reverse direction's reads: changes by modified date, deletions by deleted date, the ship methods.
+MODELS["ModifiedDateRangeFilter"] = ["FromModifiedDate", "ToModifiedDate"]
+MODELS["DeletedDateRangeFilter"] = ["FromDeletedDate", "ToDeletedDate"]
+MODELS["TxnDeletedQueryRq"] = ["TxnDelType", "DeletedDateRangeFilter", "IncludeRetElement"]
+MODELS["ShipMethodQueryRq"] = [*_LIST_FILTER, "IncludeRetElement"]
 
 # Enumerated values (IQBENTxnVoidTypeType / TxnDelType): a value outside them breaks the schema. TxnVoidType has
 # no SalesOrder, Estimate or ReceivePayment: through qbXML those can only be deleted.

@@ -31,7 +31,7 @@ ZERO = Decimal(0)
 SALES_TYPES: tuple[str, ...] = ("SalesReceipt", "Invoice", "Estimate", "CreditMemo", "RefundReceipt")
 TRANSACTION_TYPES: tuple[str, ...] = (*SALES_TYPES, "Payment")
 VOIDABLE_TYPES: tuple[str, ...] = ("SalesReceipt", "Invoice", "Payment", "CreditMemo", "RefundReceipt")
-NAME_LIST_TYPES: tuple[str, ...] = ("Customer", "Item", "Account", "PaymentMethod", "Class", "Term")
+NAME_LIST_TYPES: tuple[str, ...] = ("Customer", "Item", "Account", "PaymentMethod", "Class", "Term", "Department")
 WRITABLE_TYPES: tuple[str, ...] = (*TRANSACTION_TYPES, *NAME_LIST_TYPES)
 READ_ONLY_TYPES: tuple[str, ...] = ("TaxCode", "CompanyInfo", "Preferences")
 QUERYABLE_TYPES: tuple[str, ...] = (*WRITABLE_TYPES, *READ_ONLY_TYPES)
@@ -723,6 +723,7 @@ class Company:
             )
         self._ref(c, "CustomerRef", "Customer", required=entity in ("Invoice", "Estimate", "CreditMemo"))
         self._ref(c, "ClassRef", "Class")
+        self._ref(c, "DepartmentRef", "Department")
         self._ref(c, "PaymentMethodRef", "PaymentMethod")
         term = self._ref(c, "SalesTermRef", "Term")
         if entity in ("SalesReceipt", "RefundReceipt"):
@@ -1202,6 +1203,9 @@ class Company:
         elif entity == "Class":
             c["FullyQualifiedName"] = c["Name"]
             c["SubClass"] = False
+        elif entity == "Department":  # QuickBooks Online's locations
+            c["FullyQualifiedName"] = c["Name"]
+            c["SubDepartment"] = False
         elif entity == "Term":
             c.setdefault("Type", "STANDARD")
             c["DueDays"] = int(c.get("DueDays") or 0)

@@ -10,11 +10,12 @@ from fastapi.responses import RedirectResponse, Response
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
-from ledgerlink.store.models import Connection, Event, OrderRevision, OrderState, Posting, StoredOrder
+from ledgerlink.store.models import Connection, Event, OrderState, Posting, StoredOrder
 from ledgerlink.sync.engine import retry_order
 from ledgerlink.sync.jobs import enqueue
 from ledgerlink.web.deps import SessionDep, Viewer, ViewerDep, csrf_protect
 from ledgerlink.web.explanations import Explanation, explain
+from ledgerlink.web.history import posting_action, revision_history
 from ledgerlink.web.queries import (
     ORDER_STATES,
     channel_connections,
@@ -122,7 +123,8 @@ def _failed_by_channel(session: Session, company_id: int) -> list[tuple[Connecti
 
 @router.get("/activity/orders/{order_id}")
 def order_detail(request: Request, order_id: int, session: SessionDep, viewer: ViewerDep) -> Response:
-    """One order: its facts, why it failed or was skipped, its documents, revisions and events."""
+    """One order: its facts, why it failed or was skipped, its documents, its revision history (what changed
+    and what the books did for each) and events."""
     order = company_order(session, viewer.company.id, order_id)
     if order is None:
         return _not_found(request, viewer)
@@ -130,11 +132,7 @@ def order_detail(request: Request, order_id: int, session: SessionDep, viewer: V
     if connection is None:
         return _not_found(request, viewer)
     postings = list(session.scalars(select(Posting).where(Posting.order_id == order.id).order_by(Posting.id)))
-    revisions = list(
-        session.scalars(
-            select(OrderRevision).where(OrderRevision.order_id == order.id).order_by(OrderRevision.revision.desc())
-        )
-    )
+    revisions = revision_history(session, order, connection, postings)
     events = list(
         session.scalars(
             select(Event)
@@ -158,6 +156,7 @@ def order_detail(request: Request, order_id: int, session: SessionDep, viewer: V
         revisions=revisions,
         events=events,
         kind_title=kind_title,
+        posting_action=posting_action,
         raw=json.dumps(order.raw, indent=2, ensure_ascii=False, default=str),
     )
 

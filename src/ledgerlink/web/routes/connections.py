@@ -17,6 +17,8 @@ from ledgerlink.domain.settings import ChannelSettings
 from ledgerlink.store.models import Company, Connection
 from ledgerlink.sync.connections import add_connection
 from ledgerlink.sync.engine import save_settings
+from ledgerlink.sync.qbwc import MAX_RUN_EVERY_MINUTES, MIN_RUN_EVERY_MINUTES
+from ledgerlink.sync.qbwc import run_every_minutes as schedule_minutes
 from ledgerlink.sync.webhooks import register_shopify_webhooks
 from ledgerlink.web import connections_service as svc
 from ledgerlink.web.deps import AppDep, SessionDep, ViewerDep, csrf_protect
@@ -331,7 +333,11 @@ def shipstation_connect(
         books_id=books.id if books is not None else None,
     )
     save_settings(session, conn.id, ChannelSettings(), changed_by=viewer.user.email)
-    flash(request, f"Connected to ShipStation ({stores} stores). Orders start syncing when the ShipStation sync lands.")
+    flash(
+        request,
+        f"Connected to ShipStation ({stores} stores). Run the setup wizard to choose the direction: ShipStation's "
+        "orders into QuickBooks, or sales from QuickBooks to ShipStation with tracking written back.",
+    )
     return RedirectResponse(f"/connections/{conn.id}", status_code=303)
 
 
@@ -423,6 +429,7 @@ def qwc_download(connection_id: int, session: SessionDep, viewer: ViewerDep, app
             user_name=str(config["user_name"]),
             owner_id=str(config["owner_id"]),
             file_id=str(config["file_id"]),
+            run_every_minutes=schedule_minutes(config),
         )
     )
     safe = re.sub(r"[^A-Za-z0-9._-]+", "-", conn.name)
@@ -431,6 +438,34 @@ def qwc_download(connection_id: int, session: SessionDep, viewer: ViewerDep, app
         media_type="application/xml",
         headers={"Content-Disposition": f'attachment; filename="ledgerlink-{safe}.qwc"'},
     )
+
+
+@router.post("/connections/{connection_id:int}/schedule")
+def qbd_schedule(
+    request: Request,
+    connection_id: int,
+    session: SessionDep,
+    viewer: ViewerDep,
+    app: AppDep,
+    run_every_minutes: Annotated[str, Form()] = "",
+) -> Response:
+    """How often the Web Connector runs: kept on the connection, written into the .qwc file, and the measure of
+    the dashboard's overdue alert."""
+    conn = _owned(session, viewer.company.id, connection_id)
+    if conn.kind != "qbd":
+        raise HTTPException(status_code=404)
+    text = run_every_minutes.strip()
+    minutes = int(text) if text.isdigit() else 0
+    if not MIN_RUN_EVERY_MINUTES <= minutes <= MAX_RUN_EVERY_MINUTES:
+        problem = f"a whole number of minutes from {MIN_RUN_EVERY_MINUTES} to {MAX_RUN_EVERY_MINUTES} (once a day)"
+        return _detail(request, session, viewer, app, conn, errors={"run_every_minutes": problem}, status_code=422)
+    conn.config = {**dict(conn.config or {}), "run_every_minutes": minutes}
+    flash(
+        request,
+        f"The Web Connector now runs every {minutes} minutes: download the .qwc file again and add it to the Web "
+        "Connector (or type the same number in its Every_Min column).",
+    )
+    return RedirectResponse(f"/connections/{conn.id}", status_code=303)
 
 
 @router.post("/connections/{connection_id:int}/password")
@@ -493,6 +528,7 @@ def _detail(
         conn=conn,
         errors=errors or {},
         public_url=app.settings.public_url.rstrip("/"),
+        schedule=schedule_minutes(conn.config) if conn.kind == "qbd" else None,
     )
 
 

@@ -14,8 +14,9 @@ from sqlalchemy.orm import Session
 from ledgerlink.store.models import Connection, SyncJob
 from ledgerlink.sync.engine import load_settings
 from ledgerlink.sync.jobs import enqueue
-from ledgerlink.sync.qbwc import DesktopStatus, desktop_status
+from ledgerlink.sync.qbwc import DesktopStatus, desktop_status, run_every_minutes
 from ledgerlink.web.deps import SessionDep, Viewer, ViewerDep, application, csrf_protect
+from ledgerlink.web.history import recently_changed_after_posting
 from ledgerlink.web.queries import (
     channel_cards,
     company_connection,
@@ -24,7 +25,6 @@ from ledgerlink.web.queries import (
     parse_day,
     parse_order_numbers,
 )
-from ledgerlink.web.qwc import RUN_EVERY_MINUTES
 from ledgerlink.web.templating import flash, render
 
 router = APIRouter(dependencies=[Depends(csrf_protect)], include_in_schema=False)
@@ -51,14 +51,16 @@ class DesktopPanel:
 
 
 def desktop_panels(session: Session, company_id: int) -> list[DesktopPanel]:
-    """One panel per QuickBooks Desktop connection of the company; the schedule is the .qwc file's."""
+    """One panel per QuickBooks Desktop connection of the company; the schedule is the connection's (the one its
+    .qwc file carries)."""
     books = session.scalars(
         select(Connection).where(Connection.company_id == company_id, Connection.kind == "qbd").order_by(Connection.id)
     ).all()
-    return [
-        DesktopPanel(conn, desktop_status(session, conn.id, every_minutes=RUN_EVERY_MINUTES), RUN_EVERY_MINUTES)
-        for conn in books
-    ]
+    panels = []
+    for conn in books:
+        every = run_every_minutes(conn.config)
+        panels.append(DesktopPanel(conn, desktop_status(session, conn.id, every_minutes=every), every))
+    return panels
 
 
 def _dashboard(
@@ -78,6 +80,7 @@ def _dashboard(
         viewer=viewer,
         cards=cards,
         desktops=desktop_panels(session, viewer.company.id),
+        changed=recently_changed_after_posting(session, viewer.company.id) if cards else [],
         any_connection=bool(cards) or has_connections(session, viewer.company.id),
         sync_errors=sync_errors or {},
         sync_form=sync_form or {},

@@ -29,6 +29,7 @@ from ledgerlink.domain.rules import (
     Rule,
     RuleField,
     RulesError,
+    books_problems,
     check_names,
     evaluate,
     parse_rules,
@@ -102,6 +103,7 @@ ACTION_LABELS = {
     ActionKind.SET_DOC_NUMBER_PREFIX: "Set the document number prefix",
     ActionKind.ADD_MEMO: "Add a memo tag",
     ActionKind.MAP_SKU: "Map a SKU to a QuickBooks item (SKU → item name)",
+    ActionKind.SET_DEPARTMENT: "Set the QuickBooks Online location (name or id)",
 }
 
 
@@ -149,6 +151,14 @@ def _page(
         action_labels=ACTION_LABELS,
         **extra,
     )
+
+
+def check_books(session: Session, channel: Connection, rules: list[Rule]) -> None:
+    """Refuse rules the channel's QuickBooks cannot carry out (a location on a Desktop company)."""
+    books = session.get(Connection, channel.books_id) if channel.books_id is not None else None
+    problems = books_problems(rules, books.kind) if books is not None else []
+    if problems:
+        raise ValueError("; ".join(problems))
 
 
 def _save_rules(session: Session, channel: Connection, rules: list[Rule], email: str) -> int | None:
@@ -223,6 +233,7 @@ def import_rules(
         current = [] if replace else list(load_settings(session, channel.id).rules)
         try:
             check_names([*current, *imported])
+            check_books(session, channel, [*current, *imported])
         except ValueError as exc:
             problems = [f"{exc} (after the {len(current)} rules already there; rename it, or replace the list)"]
     if problems:
@@ -442,6 +453,7 @@ def save_rule(
         else:
             rules[number - 1] = rule
         check_names(rules)
+        check_books(session, channel, rules)
     except ValidationError as exc:
         problems = rule_problems(exc, position, data)
         return _editor(

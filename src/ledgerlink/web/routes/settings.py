@@ -20,6 +20,7 @@ from ledgerlink.domain.defaults import suggest_accounts
 from ledgerlink.domain.settings import ChannelSettings
 from ledgerlink.store.models import Connection, SettingsRevision
 from ledgerlink.sync.engine import load_settings, save_settings
+from ledgerlink.sync.qbwc import desktop_lists
 from ledgerlink.sync.reverse import ReverseSync
 from ledgerlink.web import forms, reverse_forms
 from ledgerlink.web.catalog_cache import BooksLists, cache_of
@@ -187,8 +188,14 @@ def _render_page(
         action=f"/settings/{channel.id}/{page}",
         rf=reverse_forms,
         test_action=f"/settings/{channel.id}/from-quickbooks/test",
+        desktop_items=_desktop_items(session, books) if page == "products" else [],
         **extra,
     )
+
+
+def _desktop_items(session: Session, books: Connection | None) -> list[str]:
+    """A QuickBooks Desktop company's item names (the last Web Connector lists), offered by the item inputs."""
+    return desktop_lists(session, books.id)["item"] if books is not None and books.kind == "qbd" else []
 
 
 @router.get("/settings")
