@@ -298,6 +298,25 @@ def test_ensure_binds_an_existing_name_or_disambiguates(env: Env) -> None:
     assert len([c for c in env.sandbox.entities("Customer") if c["DisplayName"].startswith("Amy's")]) == 1
 
 
+def test_two_new_buyers_with_one_name_are_created_without_a_refusal(env: Env) -> None:
+    catalog = env.books.catalog(CatalogQuery())
+    needs = MasterData(
+        customers={
+            f"email:{email}": NewCustomer(key=f"email:{email}", display_name="Ann Lee", email=email)
+            for email in ("ann@one.example", "ann@two.example")
+        }
+    )
+    before = env.sandbox.stats.requests
+    grown, errors = env.books.ensure(needs, catalog)
+    assert errors == {}
+    first, second = grown.find_customer("ann@one.example", ""), grown.find_customer("ann@two.example", "")
+    assert first is not None
+    assert second is not None
+    assert (first.display_name, second.display_name) == ("Ann Lee", "Ann Lee (ann@two.example)")
+    # One batch: no 6240 and no look-up by name for the second.
+    assert env.sandbox.stats.requests - before == 1
+
+
 def test_push_sales_receipt_posts_the_exact_total(env: Env) -> None:
     catalog = env.books.catalog(WANTED)
     doc = sale(catalog)

@@ -1,7 +1,8 @@
 """Fulfilment end to end: both sandboxes over real HTTP, a real database, the engine as it runs.
 
-A posted Shopify order is fulfilled: its QuickBooks Online sale gets the tracking number, ship date and carrier
-by one shipment-only sparse update — under the update policy "ignore" too — and syncing again writes nothing.
+A posted Shopify order is fulfilled (a shipping app calls the sandbox's REST fulfillment-orders API): its
+QuickBooks Online sale gets the tracking number, ship date and carrier by one shipment-only sparse update — under
+the update policy "ignore" too — and syncing again writes nothing.
 """
 
 from __future__ import annotations
@@ -15,6 +16,7 @@ import pytest
 from ledgerlink.domain.settings import UpdatePolicy
 from ledgerlink.sandbox.demo_reverse import edit_sale
 from ledgerlink.sandbox.shopify import lifecycle as shopify
+from ledgerlink.sandbox.shopify.fulfilments import FulfilmentsClient
 from ledgerlink.sync.engine import load_settings, save_settings
 
 pytestmark = pytest.mark.integration
@@ -54,7 +56,8 @@ def test_fulfilment_writes_tracking_once_even_when_updates_are_ignored(
     edit_sale(stack.qbo, "SalesReceipt", before["Id"], {"CustomerMemo": {"value": "Thanks!"}})
     # In the channel the order is edited (ignored by policy) and shipped in two parcels.
     shopify.edit_quantity(stack.shop, order_id, 0, int(order["line_items"][0]["quantity"]) + 1)
-    shopify.fulfil(stack.shop, order_id, "1Z999AA10123456784", company="UPS", lines=[(0, 1)])
+    shipping = FulfilmentsClient.for_sandbox(stack.shop, stack.shop_server.base_url)
+    shipping.fulfil(order_id, "1Z999AA10123456784", company="UPS", lines=[(0, 1)])
 
     report = sync(stack)
     assert report.counts["updated"] == 1
@@ -72,7 +75,8 @@ def test_fulfilment_writes_tracking_once_even_when_updates_are_ignored(
     assert receipt(stack, number)["SyncToken"] == sale["SyncToken"]
 
     # A second parcel with another carrier: the tracking is written again, once.
-    shopify.fulfil(stack.shop, order_id, "9400100000000000000001", company="USPS")
+    shipping.fulfil(order_id, "9400100000000000000001", company="USPS")
+    shipping.close()
     assert sync(stack).counts["updated"] == 1
     sale = receipt(stack, number)
     assert sale["TrackingNum"] == "1Z999AA10123456784 +1"

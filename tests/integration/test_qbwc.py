@@ -375,8 +375,11 @@ def test_wrong_password_is_nvu_and_no_work_is_none(desks: Any, tmp_path: Path) -
 
 
 @pytest.mark.slow
-def test_a_thousand_orders_in_message_sets_well_inside_the_time_limit(desks: Any, tmp_path: Path) -> None:
-    desk = desks(sqlite_url(tmp_path), orders=1000, transaction_type=TransactionType.SALES_ORDER_INVOICE_PAYMENT)
+def test_five_thousand_orders_in_message_sets_well_inside_the_time_limit(desks: Any, tmp_path: Path) -> None:
+    """The issue's "done when": 5,000 Shopify orders reach the company file as Sales Orders + Invoices + Payments,
+    each exactly once, in message sets of at most 200 requests (our server time per round trip is printed here and
+    measured by `make bench`)."""
+    desk = desks(sqlite_url(tmp_path), orders=5000, transaction_type=TransactionType.SALES_ORDER_INVOICE_PAYMENT)
     desk.sync()
     started = time.perf_counter()
     logs = desk.drain()
@@ -389,5 +392,5 @@ def test_a_thousand_orders_in_message_sets_well_inside_the_time_limit(desks: Any
     # `make bench` (desktop.*), never asserted as a time.
     print(f"server time per round trip: max {max(t.server_seconds for t in trips):.2f} s (a figure; `make bench`)")
     posted = sum(1 for p in desk.postings() if p.state == PostingState.POSTED)
-    assert posted >= 2000
+    assert posted >= 10_000
     print(f"{posted} postings collected in {elapsed:.0f} s")

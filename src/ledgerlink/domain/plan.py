@@ -669,8 +669,9 @@ class _Planner:
         }
         lines = self.balance(lines, tax_total)
         sale = {**base, "lines": tuple(lines), "tax_total": tax_total, "total": order.totals.total}
-        # Tracking goes onto the sale itself (a receipt or an invoice; QuickBooks Online only, for now).
-        shipped = {"shipment": shipment_of(order)} if self.books == "qbo" else {}
+        # Tracking goes onto the sale itself: a receipt or an invoice, and on Desktop a sales order that is the
+        # order's only document (Online's estimate has no tracking field).
+        shipped = {"shipment": shipment_of(order)}
         ttype = settings.transaction_type
         docs: list[Document] = []
         if ttype is TransactionType.SALES_RECEIPT:
@@ -691,7 +692,12 @@ class _Planner:
         if ttype in {TransactionType.SALES_ORDER, TransactionType.SALES_ORDER_INVOICE_PAYMENT}:
             # Online numbers estimates and invoices from one sequence, so the estimate gets a suffix there.
             suffix = "-SO" if ttype is TransactionType.SALES_ORDER_INVOICE_PAYMENT and self.books == "qbo" else ""
-            docs.append(Document(role="sales_order", kind=sales_order_kind, doc_number=self.doc_number(suffix), **sale))
+            tracked = shipped if ttype is TransactionType.SALES_ORDER and self.books == "qbd" else {}
+            docs.append(
+                Document(
+                    role="sales_order", kind=sales_order_kind, doc_number=self.doc_number(suffix), **sale, **tracked
+                )
+            )
             if ttype is TransactionType.SALES_ORDER:
                 return docs
         links = (Link(role="sales_order", kind=sales_order_kind),) if docs else ()

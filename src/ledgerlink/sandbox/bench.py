@@ -48,7 +48,7 @@ class Sizes:
 
     plan_orders: int = 5000
     backfill_orders: int = 10_000
-    backfill_scale: float = 10.0
+    backfill_scale: float = 5.0
     naive_orders: int = 300
     naive_scale: float = 10.0
     fleet_companies: int = 100

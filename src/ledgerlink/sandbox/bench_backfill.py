@@ -88,6 +88,7 @@ class ProbedPacer(WindowPacer):
 def instrument(app: App, time_scale: float, probe: Probe) -> None:
     """QBO adapters that pace in the sandbox's scaled minute and report to `probe`; commits counted too."""
     original = app.adapters.books
+    pacers: dict[str, ProbedPacer] = {}  # one per company, as AdapterFactory keeps them
 
     def books(conn: Connection) -> Books:
         adapter = original(conn)
@@ -95,13 +96,15 @@ def instrument(app: App, time_scale: float, probe: Probe) -> None:
         if client is None:
             return adapter
         config = client.config
-        client.pacer = ProbedPacer(
-            probe,
-            requests_per_minute=config.requests_per_minute,
-            requests_per_second=config.requests_per_second,
-            batches_per_minute=config.batches_per_minute,
-            minute=60.0 / time_scale,
-        )
+        if config.realm_id not in pacers:
+            pacers[config.realm_id] = ProbedPacer(
+                probe,
+                requests_per_minute=config.requests_per_minute,
+                requests_per_second=config.requests_per_second,
+                batches_per_minute=config.batches_per_minute,
+                minute=60.0 / time_scale,
+            )
+        client.pacer = pacers[config.realm_id]
         send = client.http.request
 
         def timed(*args: Any, **kw: Any) -> Any:

@@ -1,10 +1,10 @@
 """`ledgerlink demo --scenario lifecycle`: one order's whole life, step by step, against the local sandboxes.
 
 An unpaid order is placed in the Shopify sandbox and posted as an invoice; then it is edited, paid in two
-captures, shipped (the tracking number goes onto the invoice), partly refunded through the sandbox's REST
-refunds endpoint, and cancelled. After each step the engine syncs, and the demo prints what QuickBooks
-Online shows for the order next to what the channel says: the totals must match at every step, and a last
-sync must post nothing.
+captures, shipped through the sandbox's REST fulfillment-orders API (the tracking number goes onto the
+invoice), partly refunded through its REST refunds endpoint, and cancelled. After each step the engine syncs,
+and the demo prints what QuickBooks Online shows for the order next to what the channel says: the totals must
+match at every step, and a last sync must post nothing.
 """
 
 from __future__ import annotations
@@ -27,6 +27,7 @@ from ledgerlink.sandbox.qbo import QboSandbox
 from ledgerlink.sandbox.server import serve
 from ledgerlink.sandbox.shopify import ShopifySandbox, generate_orders
 from ledgerlink.sandbox.shopify import lifecycle as shopify
+from ledgerlink.sandbox.shopify.fulfilments import FulfilmentsClient
 from ledgerlink.sandbox.shopify.refunds import RefundsClient
 from ledgerlink.sync.engine import RunReport, load_settings, save_settings
 
@@ -55,8 +56,9 @@ def run_lifecycle_demo(console: Console, *, seed: int, data_dir: Path) -> int:
         application = bootstrap(settings)
         channel_id = setup_demo_company(application, qbo, qbo_server.base_url, shop, shop_server.base_url)
         _use_invoices(application, channel_id)
-        # Refunds go through the sandbox's REST API, as a Shopify app (or the admin) makes them.
+        # Shipments and refunds go through the sandbox's REST API, as a Shopify app (or the admin) makes them.
         refunds = RefundsClient.for_sandbox(shop, shop_server.base_url)
+        shipping = FulfilmentsClient.for_sandbox(shop, shop_server.base_url)
         console.print(
             f"[bold]ledgerlink demo — lifecycle[/bold]: Shopify order #{NUMBER} → QuickBooks Online invoices "
             f"(database {data_dir / 'ledgerlink.db'})"
@@ -66,7 +68,10 @@ def run_lifecycle_demo(console: Console, *, seed: int, data_dir: Path) -> int:
             ("edited: the first line's quantity 2 → 3", lambda: shopify.edit_quantity(shop, ORDER_ID, 0, 3)),
             ("a first capture of a third", lambda: shopify.capture(shop, ORDER_ID, _third(shop))),
             ("the rest captured", lambda: shopify.capture(shop, ORDER_ID)),
-            (f"shipped: UPS {TRACKING}", lambda: shopify.fulfil(shop, ORDER_ID, TRACKING, company="UPS")),
+            (
+                f"shipped: UPS {TRACKING} (POST fulfillments.json)",
+                lambda: shipping.fulfil(ORDER_ID, TRACKING, company="UPS"),
+            ),
             (
                 "one unit of the first line refunded (POST refunds.json)",
                 lambda: refunds.refund(ORDER_ID, [(0, 1)]),
@@ -79,6 +84,7 @@ def run_lifecycle_demo(console: Console, *, seed: int, data_dir: Path) -> int:
             report = application.engine().run(channel_id)
             ok &= _show_step(console, number, label, report, qbo, shop)
         refunds.close()
+        shipping.close()
         tracked = [e.get("TrackingNum") for e in qbo.entities("Invoice") if _ours(e)]
         console.print(f"[bold]Tracking on the invoice[/bold]: {', '.join(map(str, tracked))}")
         ok &= tracked == [TRACKING]

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import threading
 from typing import Any
 
 from sqlalchemy import select
@@ -79,12 +80,32 @@ def find_connection(session: Session, name: str, company_id: int | None = None) 
 
 
 class AdapterFactory:
-    """Builds the channel and books adapters for connection rows (the registry is keyed by kind)."""
+    """Builds the channel and books adapters for connection rows (the registry is keyed by kind).
+
+    The QuickBooks Online adapters of one company share one pacer in this process: every sync pass builds a new
+    adapter, and a pacer of its own would not know what the last pass (a second ago) sent, and bounce off 429s."""
 
     def __init__(self, db: Database, box: SecretBox, **books_options: Any) -> None:
         self.db = db
         self.box = box
         self.books_options = books_options
+        self._pacers: dict[tuple[str, int, int, int], Any] = {}
+        self._pacers_lock = threading.Lock()
+
+    def qbo_pacer(self, config: Any) -> Any:
+        """The in-process pacer of a QuickBooks Online company (by realm and limits)."""
+        from ledgerlink.books.qbo import WindowPacer
+
+        key = (config.realm_id, config.requests_per_minute, config.requests_per_second, config.batches_per_minute)
+        with self._pacers_lock:
+            pacer = self._pacers.get(key)
+            if pacer is None:
+                pacer = self._pacers[key] = WindowPacer(
+                    requests_per_minute=config.requests_per_minute,
+                    requests_per_second=config.requests_per_second,
+                    batches_per_minute=config.batches_per_minute,
+                )
+            return pacer
 
     def channel(self, conn: Connection) -> Channel:
         cls = channel_class(conn.kind)
@@ -108,5 +129,6 @@ class AdapterFactory:
         config = QboConfig.model_validate(
             {**conn.config, "client_secret": secrets.get("client_secret", ""), **self.books_options}
         )
-        books: Books = connect(config, DbTokenStore(self.db, self.box, conn.id))
+        pacer = self.qbo_pacer(config) if config.pace else None
+        books: Books = connect(config, DbTokenStore(self.db, self.box, conn.id), pacer=pacer)
         return books

@@ -454,9 +454,10 @@ class SyncEngine:
         report: RunReport,
         planning: _PlanPass,
     ) -> None:
-        """After a page is stored: plan once PLAN_EVERY orders have come in since the last time. Larger steps
-        fill the look-up and create batches better (each step's last batch goes out part-full)."""
-        if report.counts["pulled"] - planning.pulled_at >= PLAN_EVERY:
+        """After a page is stored: plan the first page at once (the pusher has work while the next pages are
+        read), then every PLAN_EVERY orders. Larger steps fill the look-up and create batches better (each
+        step's last batch goes out part-full)."""
+        if planning.pulled_at == 0 or report.counts["pulled"] - planning.pulled_at >= PLAN_EVERY:
             planning.pulled_at = report.counts["pulled"]
             self._plan(conn, books, settings, options, report, planning)
 

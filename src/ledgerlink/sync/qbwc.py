@@ -57,11 +57,12 @@ from ledgerlink.books.qbd.qbxml import (
     parse_response,
     ref_number,
     removal,
+    shipment_mod,
     txn_object,
     txn_query,
 )
 from ledgerlink.domain.catalog import CatalogQuery, CompanyFacts, NewCustomer, NewItem, fold
-from ledgerlink.domain.documents import Document
+from ledgerlink.domain.documents import Document, UpdateScope
 from ledgerlink.domain.errors import LedgerlinkError, MappingError
 from ledgerlink.store.crypto import SecretBox
 from ledgerlink.store.db import Database
@@ -100,6 +101,7 @@ LISTS = {
     "PaymentMethod": "payment_method",
     "Customer": "customer",
     "Item": "item",
+    "ShipMethod": "ship_method",  # a shipment's carrier is a ShipMethodRef only when the company file has it
 }
 ITERATED = ("Customer", "Item")
 SHORT_LISTS = ("account", "sales_tax_code", "payment_method", "class")
@@ -730,11 +732,18 @@ class WebConnectorService:
         return [_Part(element, entry) for element, entry in found], "reverse"
 
     def _change_request(
-        self, session: Session, row: Posting, doc: Document, have: dict[str, str], config: QbdConfig
+        self,
+        session: Session,
+        row: Posting,
+        doc: Document,
+        have: dict[str, str],
+        config: QbdConfig,
+        methods: Sequence[str] = (),
     ) -> etree._Element:
-        """The request for a posting: …Add for a create; …Mod or TxnVoid/TxnDel on the document it is bound to."""
+        """The request for a posting: …Add for a create; …Mod or TxnVoid/TxnDel on the document it is bound to.
+        A shipment-only update (a fulfilment) is a …Mod of the ship fields alone, whatever the update policy."""
         if row.operation == "create":
-            return document_add(doc, "0", linked=have, tax_item=config.tax_item_name)
+            return document_add(doc, "0", linked=have, tax_item=config.tax_item_name, ship_methods=methods)
         txn_id, edit_sequence = _target(session, row)
         if not txn_id:
             raise MappingError(
@@ -745,8 +754,16 @@ class WebConnectorService:
             )
         if row.operation == "void":
             return removal(txn_object(doc.kind), txn_id, "0", delete=config.remove_with == "delete")
+        if doc.scope is UpdateScope.SHIPMENT:
+            return shipment_mod(doc, "0", txn_id=txn_id, edit_sequence=edit_sequence or "", ship_methods=methods)
         return document_mod(
-            doc, "0", txn_id=txn_id, edit_sequence=edit_sequence or "", linked=have, tax_item=config.tax_item_name
+            doc,
+            "0",
+            txn_id=txn_id,
+            edit_sequence=edit_sequence or "",
+            linked=have,
+            tax_item=config.tax_item_name,
+            ship_methods=methods,
         )
 
     def _work_set(
@@ -781,6 +798,7 @@ class WebConnectorService:
         doc_parts: list[_Part] = []
         needs_tax_item = False
         waiting: set[int] = set()
+        methods: list[str] | None = None  # the Ship Via list, read once a set needs it
         while len(master_parts) + len(doc_parts) < limit:
             room = limit - len(master_parts) - len(doc_parts)
             rows = _ready_postings(session, sess.books_id, room, self.clock(), exclude=waiting, fresh_only=True)
@@ -793,8 +811,10 @@ class WebConnectorService:
                 if _links_in_flight(session, row, [link.role for link in doc.links if link.role not in have]):
                     waiting.add(row.id)  # e.g. a credit application whose credit memo goes out first
                     continue
+                if doc.shipment is not None and methods is None:
+                    methods = _ship_methods(session, sess.books_id)
                 try:
-                    element = self._change_request(session, row, doc, have, config)
+                    element = self._change_request(session, row, doc, have, config, methods or ())
                 except MappingError as exc:
                     _fail(session, row, exc.detail, "mapping")
                     counts["failed"] += 1
@@ -1368,6 +1388,19 @@ def _drop_stale(session: Session, books_id: int, query_name: str, ticket: str) -
             QbdListEntry.books_id == books_id,
             QbdListEntry.list == LISTS[query_name],
             QbdListEntry.refreshed_by != ticket,
+        )
+    )
+
+
+def _ship_methods(session: Session, books_id: int) -> list[str]:
+    """The company file's active ship methods (Ship Via list), as last read."""
+    return list(
+        session.scalars(
+            select(QbdListEntry.full_name).where(
+                QbdListEntry.books_id == books_id,
+                QbdListEntry.list == "ship_method",
+                QbdListEntry.is_active.is_(True),
+            )
         )
     )
 

@@ -10,7 +10,8 @@ session recorded (the `DesktopLedger` port, kept in the database by `sync/qbwc.p
   records exist with their FullName as id, so planning resolves; qbXML refers to them by FullName and
   QuickBooks resolves them as it runs the message set in order.
 * `push()` refuses: the engine leaves Desktop postings pending and the Web Connector collects them — creates
-  as …Add, updates as …Mod (TxnID + EditSequence), voids as TxnVoid or TxnDel (`QbdConfig.remove_with`).
+  as …Add, updates as …Mod (TxnID + EditSequence; a fulfilment's shipment-only update names the ship fields
+  alone), voids as TxnVoid or TxnDel (`QbdConfig.remove_with`).
 * `find()` looks a document up among the transactions QuickBooks reported back.
 """
 

@@ -17,7 +17,7 @@ from __future__ import annotations
 
 import hashlib
 import re
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Collection, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import date, datetime
 from decimal import Decimal, InvalidOperation
@@ -26,7 +26,7 @@ from typing import Any
 from lxml import etree
 
 from ledgerlink.domain.catalog import NewCustomer, NewItem
-from ledgerlink.domain.documents import DocLine, Document, DocumentKind, LineKind, Ref
+from ledgerlink.domain.documents import DocLine, Document, DocumentKind, LineKind, Ref, Shipment
 from ledgerlink.domain.errors import MappingError
 from ledgerlink.domain.money import cents
 from ledgerlink.domain.order import Address
@@ -309,14 +309,20 @@ def txn_object(kind: DocumentKind) -> str:
 
 
 def document_add(
-    doc: Document, request_id: str, *, linked: Mapping[str, str] | None = None, tax_item: str = ""
+    doc: Document,
+    request_id: str,
+    *,
+    linked: Mapping[str, str] | None = None,
+    tax_item: str = "",
+    ship_methods: Collection[str] = (),
 ) -> etree._Element:
     """The add request for a document. `linked` maps a linked role ("sales_order", "invoice") to its TxnID;
-    `tax_item` is the item that carries a pinned channel tax as its own line."""
+    `tax_item` is the item that carries a pinned channel tax as its own line; `ship_methods` are the company
+    file's ship methods (a shipment's carrier is a ShipMethodRef only when it is one of them)."""
     obj = txn_object(doc.kind)
     if obj == "ReceivePayment":
         return _payment(doc, request_id, linked or {}, mod=None)
-    return _sale(doc, obj, request_id, linked or {}, tax_item, mod=None)
+    return _sale(doc, obj, request_id, linked or {}, tax_item, mod=None, ship_methods=ship_methods)
 
 
 def document_mod(
@@ -327,12 +333,13 @@ def document_mod(
     edit_sequence: str,
     linked: Mapping[str, str] | None = None,
     tax_item: str = "",
+    ship_methods: Collection[str] = (),
 ) -> etree._Element:
     """The …Mod request: TxnID and EditSequence first; all lines replaced (each sent as a new line, -1)."""
     obj = txn_object(doc.kind)
     if obj == "ReceivePayment":
         return _payment(doc, request_id, linked or {}, mod=(txn_id, edit_sequence))
-    return _sale(doc, obj, request_id, linked or {}, tax_item, mod=(txn_id, edit_sequence))
+    return _sale(doc, obj, request_id, linked or {}, tax_item, mod=(txn_id, edit_sequence), ship_methods=ship_methods)
 
 
 def _sale(
@@ -342,10 +349,12 @@ def _sale(
     linked: Mapping[str, str],
     tax_item: str,
     mod: tuple[str, str] | None,
+    ship_methods: Collection[str] = (),
 ) -> etree._Element:
     """SalesReceipt / Invoice / SalesOrder / Estimate / CreditMemo, in the SDK's order:
     [TxnID, EditSequence,] CustomerRef, ClassRef, ARAccountRef, TxnDate, RefNumber, BillAddress, ShipAddress,
-    PaymentMethodRef (receipts), Memo, DepositToAccountRef (receipts), [LinkToTxnID (adds)], lines."""
+    PaymentMethodRef (receipts), ShipDate, ShipMethodRef, Memo, DepositToAccountRef (receipts), Other,
+    [LinkToTxnID (adds)], lines. The shipment fields only on a sale that shipped."""
     verb = f"{obj}Mod" if mod else f"{obj}Add"
     rq = request(verb, request_id)
     body = _add(rq, verb)
@@ -366,11 +375,19 @@ def _sale(
     _address(body, "ShipAddress", doc.shipping_address)
     if obj == "SalesReceipt" and doc.payment_method is not None:
         ref(body, "PaymentMethodRef", doc.payment_method)
-    _add(body, "Memo", memo_for(doc))
+    shipped = desktop_shipment(doc.shipment, ship_methods) if doc.shipment and obj in REVERSE_OBJECTS else None
+    if shipped is not None and shipped.ship_date is not None:
+        _add(body, "ShipDate", shipped.ship_date.isoformat())
+    if shipped is not None and shipped.ship_method:
+        method = _add(body, "ShipMethodRef")
+        _add(method, "FullName", shipped.ship_method)
+    _add(body, "Memo", shipped.memo(doc) if shipped is not None else memo_for(doc))
     if obj == "SalesReceipt":
         if doc.deposit_account is None:
             raise MappingError("a sales receipt needs a deposit account", order=doc.order_number, field="deposit")
         ref(body, "DepositToAccountRef", doc.deposit_account)
+    if shipped is not None and shipped.other:
+        _add(body, "Other", shipped.other)
     if obj == "Invoice" and not mod:
         for link in doc.links:
             if link.role == "sales_order":
@@ -837,6 +854,70 @@ def ship_mod(
     if other is not None:
         _add(body, "Other", other)
     return rq
+
+
+@dataclass(frozen=True, slots=True)
+class DesktopShipment:
+    """A channel's shipment in Desktop's fields: ShipDate, a ShipMethodRef only when the company file has a
+    ship method of the carrier's name, the tracking number in `Other` when it fits in 29 characters, and what
+    has no field of its own (an unknown carrier, a longer tracking number) as one line under the memo."""
+
+    ship_date: date | None
+    ship_method: str
+    other: str
+    memo_line: str
+
+    def memo(self, doc: Document) -> str:
+        """The document's memo with the shipment's line under it (when it has one)."""
+        base = memo_for(doc)
+        return f"{base}\n{self.memo_line}"[:MAX_MEMO] if self.memo_line else base
+
+
+def desktop_shipment(shipment: Shipment, ship_methods: Collection[str]) -> DesktopShipment:
+    """How `shipment` is written on a Desktop sale, given the company file's ship method names."""
+    known = {" ".join(name.split()).casefold(): name for name in ship_methods if name.strip()}
+    carriers = [part.strip() for part in shipment.carrier.split(",") if part.strip()]
+    method = next(
+        (known[name.casefold()] for name in (shipment.carrier.strip(), *carriers) if name.casefold() in known), ""
+    )
+    notes: list[str] = []
+    if carriers and (not method or len(carriers) > 1):
+        notes.append(f"Shipped via {shipment.carrier.strip()}")
+    tracking = shipment.tracking_number.strip()
+    other = tracking if len(tracking) <= MAX_OTHER else ""
+    if tracking and not other:
+        notes.append(f"Tracking {tracking}")
+    return DesktopShipment(
+        ship_date=shipment.ship_date,
+        ship_method=ship_via(method) if method else "",
+        other=other,
+        memo_line="; ".join(notes),
+    )
+
+
+def shipment_mod(
+    doc: Document, request_id: str, *, txn_id: str, edit_sequence: str, ship_methods: Collection[str] = ()
+) -> etree._Element:
+    """The …ModRq of a shipment-only update (`UpdateScope.SHIPMENT`): the document's ShipDate, ShipMethodRef and
+    tracking (`Other`, or the memo when it does not fit), nothing else; the lines and amounts stay as they are."""
+    obj = txn_object(doc.kind)
+    if doc.shipment is None or obj not in REVERSE_OBJECTS:
+        raise MappingError(
+            f"{doc.kind} {doc.doc_number} carries no shipment QuickBooks Desktop can hold",
+            order=doc.order_number,
+            field="shipment",
+        )
+    shipped = desktop_shipment(doc.shipment, ship_methods)
+    return ship_mod(
+        obj,
+        request_id,
+        txn_id=txn_id,
+        edit_sequence=edit_sequence,
+        ship_date=shipped.ship_date,
+        ship_method=shipped.ship_method,
+        memo=shipped.memo(doc) if shipped.memo_line else None,
+        other=shipped.other or None,
+    )
 
 
 def _ref_dict(element: etree._Element | None) -> dict[str, str] | None:

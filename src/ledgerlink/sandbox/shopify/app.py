@@ -40,6 +40,7 @@ from ledgerlink.sandbox.faults import (
     is_connection_fault,
 )
 from ledgerlink.sandbox.server import serve
+from ledgerlink.sandbox.shopify.fulfilments import add_routes as add_fulfilment_routes
 from ledgerlink.sandbox.shopify.generator import generate_orders, generate_transactions
 from ledgerlink.sandbox.shopify.inventory import ShopInventory
 from ledgerlink.sandbox.shopify.inventory import add_routes as add_inventory_routes
@@ -709,6 +710,7 @@ def create_app(sandbox: ShopifySandbox) -> FastAPI:
 
     add_refund_routes(app, sandbox)  # orders/{id}/refunds.json and refunds/calculate.json (refunds.py)
     add_inventory_routes(app, sandbox)  # products, locations, inventory_levels (inventory.py)
+    add_fulfilment_routes(app, sandbox)  # fulfillment_orders.json and fulfillments.json (fulfilments.py)
 
     # Last, so outermost: it turns the connection faults' marker answers into dropped connections.
     app.add_middleware(ConnectionFaults)

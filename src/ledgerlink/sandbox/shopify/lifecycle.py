@@ -13,7 +13,7 @@ from datetime import UTC, datetime
 from decimal import ROUND_HALF_UP, Decimal
 from typing import Any
 
-from ledgerlink.sandbox.shopify import refunds
+from ledgerlink.sandbox.shopify import fulfilments, refunds
 from ledgerlink.sandbox.shopify.app import ShopifySandbox
 
 CENT = Decimal("0.01")
@@ -281,51 +281,17 @@ def fulfil(
     when: datetime | None = None,
 ) -> dict[str, Any]:
     """Ship `(line position, quantity)` pairs (by default everything not shipped yet) with a tracking number,
-    as Shopify records it: a fulfillment (status success, tracking_company, tracking_number(s)), the lines'
-    `fulfillable_quantity` lowered, and the order `partial` or `fulfilled`."""
-    order = copy.deepcopy(shop.orders[order_id])
-    items = order["line_items"]
+    in-process, as Shopify records it (see `fulfilments.ship`: the same code the REST `fulfillments.json`
+    endpoint runs); returns the order as changed."""
+    items = shop.orders[order_id]["line_items"]
     wanted = (
         [(index, int(item.get("fulfillable_quantity", item["quantity"]))) for index, item in enumerate(items)]
         if lines is None
         else list(lines)
     )
-    shipped: list[dict[str, Any]] = []
-    for index, quantity in wanted:
-        item = items[index]
-        left = int(item.get("fulfillable_quantity", item["quantity"]))
-        if quantity < 0 or quantity > left:
-            raise ValueError(f"line {index} has {left} left to ship")
-        if quantity == 0:
-            continue
-        item["fulfillable_quantity"] = left - quantity
-        shipped.append({**copy.deepcopy(item), "quantity": quantity})
-    if not shipped:
-        raise ValueError("nothing left to ship")
-    fulfillments = list(order.get("fulfillments") or [])
-    moment = (when or datetime.fromisoformat(_later(order))).isoformat()
-    fulfillments.append(
-        {
-            "id": 5_500_000_000_000 + (order_id % 1_000_000_000) * 10 + len(fulfillments),
-            "order_id": order_id,
-            "name": f"{order.get('name', '#')}.{len(fulfillments) + 1}",
-            "status": "success",
-            "service": "manual",
-            "shipment_status": None,
-            "created_at": moment,
-            "updated_at": moment,
-            "tracking_company": company,
-            "tracking_number": tracking_number,
-            "tracking_numbers": [tracking_number],
-            "tracking_url": f"https://track.example/{tracking_number}",
-            "tracking_urls": [f"https://track.example/{tracking_number}"],
-            "line_items": shipped,
-        }
-    )
-    done = all(int(item.get("fulfillable_quantity", 0)) == 0 for item in items)
-    changes = {
-        "line_items": items,
-        "fulfillments": fulfillments,
-        "fulfillment_status": "fulfilled" if done else "partial",
-    }
-    return shop.update_order(order_id, changes)
+    wanted = [(index, quantity) for index, quantity in wanted if quantity != 0]
+    try:
+        fulfilments.ship(shop, order_id, wanted, tracking_number=tracking_number, company=company, when=when)
+    except fulfilments.FulfilmentRefused as exc:
+        raise ValueError(exc.message) from None
+    return shop.orders[order_id]

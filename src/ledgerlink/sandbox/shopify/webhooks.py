@@ -37,6 +37,7 @@ TOPICS = frozenset(
         "orders/cancelled",
         "orders/fulfilled",
         "orders/partially_fulfilled",
+        "fulfillments/create",
         "orders/edited",
         "orders/delete",
         "refunds/create",
@@ -313,6 +314,13 @@ def order_events(before: Mapping[str, Any] | None, after: Mapping[str, Any]) -> 
         events.append(("orders/paid", order))
     if order.get("cancelled_at") and (before is None or not before.get("cancelled_at")):
         events.append(("orders/cancelled", order))
+    status = order.get("fulfillment_status")
+    if status != (before or {}).get("fulfillment_status") and status in ("fulfilled", "partial"):
+        events.append(("orders/fulfilled" if status == "fulfilled" else "orders/partially_fulfilled", order))
+    shipped = {str(f.get("id")) for f in (before or {}).get("fulfillments") or [] if isinstance(f, Mapping)}
+    for fulfillment in order.get("fulfillments") or []:
+        if isinstance(fulfillment, Mapping) and str(fulfillment.get("id")) not in shipped:
+            events.append(("fulfillments/create", {**fulfillment, "order_id": order.get("id")}))
     known = {str(r.get("id")) for r in (before or {}).get("refunds") or [] if isinstance(r, Mapping)}
     for refund in order.get("refunds") or []:
         if isinstance(refund, Mapping) and str(refund.get("id")) not in known:
