@@ -164,6 +164,55 @@ def test_a_look_up_that_fails_leaves_the_posting_to_be_looked_up_again(
     assert order_states(stack)[OrderState.FAILED] == 0
 
 
+def test_creates_without_an_answer_leave_the_orders_waiting_not_failed(
+    stack_factory: StackFactory, db_url: str
+) -> None:
+    """QuickBooks does not answer while the customers and items are created: the orders that need them stay
+    pending with the reason (the bookkeeper has nothing to fix), and the next pass posts them, once each."""
+    stack = stack_factory(db_url, orders=30)
+    from ledgerlink.domain.errors import RetryableError
+    from ledgerlink.sync.engine import SyncEngine
+
+    adapters = stack.app.adapters
+    silent = {"on": True}
+
+    class SilentEnsure:
+        kind = "qbo"
+
+        def __init__(self, inner: Any) -> None:
+            self.inner = inner
+
+        def __getattr__(self, name: str) -> Any:
+            return getattr(self.inner, name)
+
+        def ensure(self, needs: Any, catalog: Any) -> Any:
+            found = self.inner.ensure(needs, catalog)  # QuickBooks creates them; the answer never comes
+            if silent["on"]:
+                raise RetryableError("the answer from QuickBooks Online was lost (ReadTimeout('timed out'))")
+            return found
+
+    engine = SyncEngine(
+        stack.app.db, channel_factory=adapters.channel, books_factory=lambda conn: SilentEnsure(adapters.books(conn))
+    )
+    first = engine.run(stack.channel_id)
+    assert first.error == ""
+    assert first.counts["orders_waiting"] > 0
+    assert order_states(stack)[OrderState.FAILED] == 0
+    with stack.app.db.session() as session:
+        details = session.scalars(select(StoredOrder.detail).where(StoredOrder.state == OrderState.PENDING)).all()
+    assert 0 < len(details) <= first.counts["orders_waiting"]  # tried again in the pass's last planning step
+    assert all(d.startswith("waiting for QuickBooks to create") for d in details)
+
+    silent["on"] = False
+    second = engine.run(stack.channel_id)
+    assert second.error == ""
+    states = order_states(stack)
+    assert states[OrderState.PENDING] == states[OrderState.FAILED] == 0
+    numbers = doc_numbers(stack)
+    assert max(numbers.values()) == 1
+    assert sum(numbers.values()) == states[OrderState.POSTED]
+
+
 class Crash(BaseException):
     """Stands for the process dying: not an Exception, so nothing in the engine handles it."""
 

@@ -543,16 +543,21 @@ class SyncEngine:
         for p in plans.values():
             needs.merge(p.needs)
         need_errors: dict[str, str] = {}
+        unreachable = ""  # QuickBooks did not answer while creating: the orders that need it wait, not fail
         if needs:
-            catalog, need_errors = books.ensure(needs, catalog)
-            report.counts["customers_created"] += len(needs.customers) - sum(
-                1 for k in need_errors if k in needs.customers
-            )
-            report.counts["items_created"] += len(needs.items) - sum(1 for k in need_errors if k in needs.items)
-            waiting = {oid: orders[oid] for oid, p in plans.items() if p.needs}
-            replanned, more_errors = _plan_all(waiting, settings, catalog, in_books)
-            plans.update(replanned)
-            errors.update(more_errors)
+            try:
+                catalog, need_errors = books.ensure(needs, catalog)
+            except RetryableError as unanswered:
+                unreachable = str(unanswered)
+            else:
+                report.counts["customers_created"] += len(needs.customers) - sum(
+                    1 for k in need_errors if k in needs.customers
+                )
+                report.counts["items_created"] += len(needs.items) - sum(1 for k in need_errors if k in needs.items)
+                waiting = {oid: orders[oid] for oid, p in plans.items() if p.needs}
+                replanned, more_errors = _plan_all(waiting, settings, catalog, in_books)
+                plans.update(replanned)
+                errors.update(more_errors)
         with self.db.session() as session:
             # Lock the orders and check again: another worker may have planned or posted some meanwhile.
             locked = {
@@ -596,6 +601,12 @@ class SyncEngine:
                     stored.state, stored.detail, stored.error_field = OrderState.SKIPPED, result.skipped, ""
                     report.counts["orders_skipped"] += 1
                     report.skipped.append((stored.number, result.skipped))
+                    continue
+                if not result.ready and unreachable:
+                    # Left pending, with the reason on the order: the next pass looks the records up (they
+                    # may have been created) and creates what is still missing.
+                    stored.detail = f"waiting for QuickBooks to create its customer or items: {unreachable}"
+                    report.counts["orders_waiting"] += 1
                     continue
                 if not result.ready:
                     missing = sorted({r.name or r.key for d in result.documents for r in d.unresolved()})

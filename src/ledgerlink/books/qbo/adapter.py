@@ -274,8 +274,10 @@ class QboBooks:
                 # Names are unique in QBO, so sending the same creates again cannot duplicate anything: a record
                 # made by the lost attempt comes back as 6240 and is bound below.
                 answers = self._batch_answers(items, _fresh_id())
-        except (RetryableError, PermanentError) as exc:
+        except PermanentError as exc:
             return [], [], {c.key: f"could not create {c.entity.lower()} {c.name!r}: {exc}" for c in chunk}
+        # A RetryableError (no answer twice, throttled, QuickBooks down) goes up: nothing is known to have failed,
+        # so the orders that need these records wait for the next pass instead of failing.
         created: list[tuple[_Create, CustomerRecord | ItemRecord]] = []
         again: list[_Create] = []
         failed: dict[str, str] = {}
