@@ -373,24 +373,8 @@ class _Mapper:
         if quantity is None or quantity < 0:
             raise self.fail(f"expected a quantity, got {qty_raw!r}", f"{where}.SalesItemLineDetail.Qty")
         label = str(line.get("Description") or "").strip() or name or sku or "Item"
-        if quantity == quantity.to_integral_value() and quantity > 0:
-            whole = int(quantity)
-            price = _decimal(detail.get("UnitPrice"))
-            if price is None or cents(price * whole) != amount:
-                price = amount / whole
-            unit = price if price == cents(price) else cents(price)
-        else:
-            # ShipStation counts whole units: a weighed or zero quantity ships as one line of its amount.
-            whole, unit = 1, amount
-            label = f"{label} ({_plain(quantity)})"
-        return {
-            "lineItemKey": str(line.get("Id") or where),
-            "sku": sku[:100],
-            "name": label[:200],
-            "quantity": whole,
-            "unitPrice": unit,
-            "adjustment": False,
-        }
+        key = str(line.get("Id") or where)
+        return _item_line(key, sku, label, quantity, _decimal(detail.get("UnitPrice")), amount)
 
     def service(self) -> str:
         ship_via = _ref_name(self.row.get("ShipMethodRef")) or _ref_value(self.row.get("ShipMethodRef"))
@@ -802,9 +786,17 @@ def _desktop_item(
         raise fail(f"expected a quantity, got {qty_raw!r}", f"{where}.Quantity")
     label = str(line.get("Desc") or "").strip() or name or "Item"
     sku = (info.sku if info is not None else "") or name
+    return _item_line(str(line.get("TxnLineID") or where), sku, label, quantity, _decimal(line.get("Rate")), amount)
+
+
+def _item_line(
+    key: str, sku: str, label: str, quantity: Decimal, rate: Decimal | None, amount: Decimal
+) -> dict[str, Any]:
+    """A ShipStation line item of a QuickBooks sale line (Online or Desktop). ShipStation counts whole units: a
+    weighed or zero quantity ships as one line of its amount; a rate that does not give the amount is replaced."""
     if quantity == quantity.to_integral_value() and quantity > 0:
         whole = int(quantity)
-        price = _decimal(line.get("Rate"))
+        price = rate
         if price is None or cents(price * whole) != amount:
             price = amount / whole
         unit = price if price == cents(price) else cents(price)
@@ -812,7 +804,7 @@ def _desktop_item(
         whole, unit = 1, amount
         label = f"{label} ({_plain(quantity)})"
     return {
-        "lineItemKey": str(line.get("TxnLineID") or where),
+        "lineItemKey": key,
         "sku": sku[:100],
         "name": label[:200],
         "quantity": whole,

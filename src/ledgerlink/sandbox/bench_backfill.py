@@ -121,9 +121,6 @@ def instrument(app: App, time_scale: float, probe: Probe) -> None:
     event.listen(app.db.engine, "commit", lambda _conn: probe.commits.append(time.perf_counter()))
 
 
-# -- the prototype's two changes ------------------------------------------------------------------------------
-
-
 # -- the run ----------------------------------------------------------------------------------------------------
 
 

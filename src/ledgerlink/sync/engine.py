@@ -1332,11 +1332,11 @@ def _bindings(session: Session, order_id: int) -> dict[str, Posting]:
         )
         .order_by(Posting.id)
     )
-    return {row.role: row for row in rows}
+    return _live_bindings(rows)
 
 
 def _live_bindings(postings: Iterable[Posting]) -> dict[str, Posting]:
-    """`_bindings` from an order's postings already read (in id order)."""
+    """The live binding of each role among an order's postings (in id order): the newest posted create or update."""
     return {p.role: p for p in postings if p.state == PostingState.POSTED and p.operation != Operation.VOID.value}
 
 

@@ -315,7 +315,7 @@ class ReverseSync:
             if not batch.deletions_complete:
                 self._queue(pending, self._reconcile_deletions(ctx, report))
             with self.db.session() as session:
-                self._cursor_row(session, ctx.connection_id).changes_since = batch.next_since
+                cursor_row(session, ctx.connection_id).changes_since = batch.next_since
             since = batch.next_since
             if len(pending) >= MAX_BULK_ORDERS:
                 self._flush(ctx, pending, report, whole_hundreds=True)
@@ -518,38 +518,7 @@ class ReverseSync:
                 row = rows.get(result.order_key)
                 if send is None or row is None:
                     continue
-                self._record(row, send, result, report)
-
-    def _record(self, row: ReverseOrder, send: _Send, result: CreateResult, report: ReverseReport) -> None:
-        row.sends += 1
-        if result.success:
-            if result.order_id is not None:
-                row.shipstation_order_id = result.order_id
-            row.order_status = str(send.body.get("orderStatus") or "")
-            if send.cancel:
-                row.state = ReverseState.CANCELLED
-                row.detail = "cancelled in ShipStation (voided or deleted in QuickBooks)"
-                report.counts["cancelled"] += 1
-            else:
-                report.counts["updated" if row.sent_sync_token else "created"] += 1
-                row.state = ReverseState.SENT
-                row.sent_sync_token = send.token
-                row.detail = ""
-            return
-        if result.frozen:
-            text = result.error.casefold()
-            row.order_status = "shipped" if "shipped" in text else "cancelled" if "cancel" in text else "frozen"
-            row.state = ReverseState.REFUSED
-            row.seen_sync_token = send.token
-            row.detail = f"ShipStation keeps the order as it is: {result.error}"
-            report.refusals.append((row.doc_number, row.detail))
-            report.counts["refused"] += 1
-            return
-        row.state = ReverseState.FAILED if not row.sent_sync_token else ReverseState.SENT
-        row.seen_sync_token = send.token
-        row.detail = f"ShipStation refused the order: {result.error}"
-        report.failures.append((row.doc_number, row.detail))
-        report.counts["failed"] += 1
+                record_created(row, send.token, send.cancel, str(send.body.get("orderStatus") or ""), result, report)
 
     def _reconcile_deletions(self, ctx: _Context, report: ReverseReport) -> list[_Send]:
         """After a saturated CDC answer: open orders whose sale no longer exists were deleted."""
@@ -594,23 +563,14 @@ class ReverseSync:
 
     def _poll_shipments(self, ctx: _Context, report: ReverseReport) -> None:
         self._retry_shipments(ctx, report)
-        with self.db.session(readonly=True) as session:
-            cursor = session.get(ReverseCursor, ctx.connection_id)
-            since = cursor.shipments_since if cursor is not None else None
-        if since is None:
-            since = self.clock() - timedelta(days=ctx.settings.first_sync_days + 1)
-        newest = since
-        for page in ctx.outbound.shipments_since(since):
-            self._ship(ctx, page, report)
-            for raw in page:
-                created = raw.get("createDate")
-                if isinstance(created, str) and created:
-                    try:
-                        newest = max(newest, parse_pacific(created))
-                    except ValueError:
-                        continue
-        with self.db.session() as session:
-            self._cursor_row(session, ctx.connection_id).shipments_since = newest
+        poll_shipments(
+            self.db,
+            ctx.connection_id,
+            ctx.outbound,
+            ctx.settings.first_sync_days,
+            self.clock,
+            lambda page: self._ship(ctx, page, report),
+        )
 
     def _ship(self, ctx: _Context, rows: Iterable[Mapping[str, Any]], report: ReverseReport) -> None:
         facts = [f for f in (shipment_facts(r) for r in rows) if f is not None and not f.voided]
@@ -792,13 +752,78 @@ class ReverseSync:
 
     # -- helpers ----------------------------------------------------------------------------------------------
 
-    @staticmethod
-    def _cursor_row(session: Session, connection_id: int) -> ReverseCursor:
-        row = session.get(ReverseCursor, connection_id)
-        if row is None:
-            row = ReverseCursor(connection_id=connection_id)
-            session.add(row)
-        return row
+
+def cursor_row(session: Session, connection_id: int) -> ReverseCursor:
+    """The reverse sync's cursors of a ShipStation connection (created on first use)."""
+    row = session.get(ReverseCursor, connection_id)
+    if row is None:
+        row = ReverseCursor(connection_id=connection_id)
+        session.add(row)
+    return row
+
+
+def poll_shipments(
+    db: Database,
+    connection_id: int,
+    outbound: ShipStationOutbound,
+    first_sync_days: int,
+    clock: Callable[[], datetime],
+    record: Callable[[Sequence[Mapping[str, Any]]], None],
+) -> None:
+    """Hand every ShipStation shipment since the connection's cursor to `record`, page by page, then move the cursor
+    to the newest createDate seen (the first time: `first_sync_days` back)."""
+    with db.session(readonly=True) as session:
+        cursor = session.get(ReverseCursor, connection_id)
+        since = cursor.shipments_since if cursor is not None else None
+    if since is None:
+        since = clock() - timedelta(days=first_sync_days + 1)
+    newest = since
+    for page in outbound.shipments_since(since):
+        record(page)
+        for raw in page:
+            created = raw.get("createDate")
+            if isinstance(created, str) and created:
+                try:
+                    newest = max(newest, parse_pacific(created))
+                except ValueError:
+                    continue
+    with db.session() as session:
+        cursor_row(session, connection_id).shipments_since = newest
+
+
+def record_created(
+    row: ReverseOrder, token: str, cancel: bool, order_status: str, result: CreateResult, report: ReverseReport
+) -> None:
+    """ShipStation's answer (createorders) for one order sent from QuickBooks, Online or Desktop."""
+    row.sends += 1
+    if result.success:
+        if result.order_id is not None:
+            row.shipstation_order_id = result.order_id
+        row.order_status = order_status
+        if cancel:
+            row.state = ReverseState.CANCELLED
+            row.detail = "cancelled in ShipStation (voided or deleted in QuickBooks)"
+            report.counts["cancelled"] += 1
+        else:
+            report.counts["updated" if row.sent_sync_token else "created"] += 1
+            row.state = ReverseState.SENT
+            row.sent_sync_token = token
+            row.detail = ""
+        return
+    if result.frozen:
+        text = result.error.casefold()
+        row.order_status = "shipped" if "shipped" in text else "cancelled" if "cancel" in text else "frozen"
+        row.state = ReverseState.REFUSED
+        row.seen_sync_token = token
+        row.detail = f"ShipStation keeps the order as it is: {result.error}"
+        report.refusals.append((row.doc_number, row.detail))
+        report.counts["refused"] += 1
+        return
+    row.state = ReverseState.FAILED if not row.sent_sync_token else ReverseState.SENT
+    row.seen_sync_token = token
+    row.detail = f"ShipStation refused the order: {result.error}"
+    report.failures.append((row.doc_number, row.detail))
+    report.counts["failed"] += 1
 
 
 def _write_back_body(

@@ -52,8 +52,8 @@ from ledgerlink.books.qbd.qbxml import (
     txn_deleted_query,
     txn_query,
 )
-from ledgerlink.channels.shipstation import ShipStationChannel, parse_pacific
-from ledgerlink.channels.shipstation_outbound import CreateResult, ShipStationOutbound
+from ledgerlink.channels.shipstation import ShipStationChannel
+from ledgerlink.channels.shipstation_outbound import ShipStationOutbound
 from ledgerlink.domain.errors import LedgerlinkError, MappingError
 from ledgerlink.domain.reverse import (
     FromBooksSettings,
@@ -82,7 +82,14 @@ from ledgerlink.store.models import (
 )
 from ledgerlink.sync.connections import AdapterFactory
 from ledgerlink.sync.engine import load_settings
-from ledgerlink.sync.reverse import ReverseReport, _jsonable, _load_rows, _restore
+from ledgerlink.sync.reverse import (
+    ReverseReport,
+    _jsonable,
+    _load_rows,
+    _restore,
+    poll_shipments,
+    record_created,
+)
 
 log = logging.getLogger(__name__)
 
@@ -605,30 +612,18 @@ class DesktopReverseSync:
                 if row is None or result.order_key not in by_key:
                     continue
                 token, cancel = by_key[result.order_key]
-                _record(row, token, cancel, result, report)
+                status = str((row.body or {}).get("orderStatus") or "")
+                record_created(row, token, cancel, status, result, report)
 
     def _poll_shipments(self, ctx: _Desk, report: ReverseReport) -> None:
-        with self.db.session(readonly=True) as session:
-            cursor = session.get(ReverseCursor, ctx.connection_id)
-            since = cursor.shipments_since if cursor is not None else None
-        if since is None:
-            since = self.clock() - timedelta(days=ctx.settings.first_sync_days + 1)
-        newest = since
-        for page in ctx.outbound.shipments_since(since):
-            self._record_shipments(ctx, page, report)
-            for raw in page:
-                created = raw.get("createDate")
-                if isinstance(created, str) and created:
-                    try:
-                        newest = max(newest, parse_pacific(created))
-                    except ValueError:
-                        continue
-        with self.db.session() as session:
-            row = session.get(ReverseCursor, ctx.connection_id)
-            if row is None:
-                row = ReverseCursor(connection_id=ctx.connection_id)
-                session.add(row)
-            row.shipments_since = newest
+        poll_shipments(
+            self.db,
+            ctx.connection_id,
+            ctx.outbound,
+            ctx.settings.first_sync_days,
+            self.clock,
+            lambda page: self._record_shipments(ctx, page, report),
+        )
 
     def _record_shipments(self, ctx: _Desk, rows: Iterable[Mapping[str, Any]], report: ReverseReport) -> None:
         """Each new shipment of our orders: `writing` (for the next Web Connector session), the order `shipped`."""
@@ -673,33 +668,3 @@ class DesktopReverseSync:
                 report.counts["shipments_recorded"] += 1
             except IntegrityError:
                 report.counts["shipments_known"] += 1  # another run recorded it at the same moment
-
-
-def _record(row: ReverseOrder, token: str, cancel: bool, result: CreateResult, report: ReverseReport) -> None:
-    """ShipStation's answer for one order (as `ReverseSync._record` does for Online sales)."""
-    row.sends += 1
-    status = str((row.body or {}).get("orderStatus") or "")
-    if result.success:
-        if result.order_id is not None:
-            row.shipstation_order_id = result.order_id
-        row.order_status = status
-        if cancel:
-            row.state, row.detail = ReverseState.CANCELLED, "cancelled in ShipStation (voided or deleted in QuickBooks)"
-            report.counts["cancelled"] += 1
-        else:
-            report.counts["updated" if row.sent_sync_token else "created"] += 1
-            row.state, row.sent_sync_token, row.detail = ReverseState.SENT, token, ""
-        return
-    if result.frozen:
-        text = result.error.casefold()
-        row.order_status = "shipped" if "shipped" in text else "cancelled" if "cancel" in text else "frozen"
-        row.state, row.seen_sync_token = ReverseState.REFUSED, token
-        row.detail = f"ShipStation keeps the order as it is: {result.error}"
-        report.refusals.append((row.doc_number, row.detail))
-        report.counts["refused"] += 1
-        return
-    row.state = ReverseState.FAILED if not row.sent_sync_token else ReverseState.SENT
-    row.seen_sync_token = token
-    row.detail = f"ShipStation refused the order: {result.error}"
-    report.failures.append((row.doc_number, row.detail))
-    report.counts["failed"] += 1

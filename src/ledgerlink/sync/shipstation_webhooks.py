@@ -35,10 +35,10 @@ from ledgerlink.channels.shipstation_outbound import ShipStationOutbound, is_shi
 from ledgerlink.domain.errors import LedgerlinkError
 from ledgerlink.domain.settings import SyncDirection
 from ledgerlink.jsonwire import storable
-from ledgerlink.store.models import Connection, WebhookReceipt
+from ledgerlink.store.models import Connection
 from ledgerlink.sync.engine import load_settings
 from ledgerlink.sync.jobs import enqueue
-from ledgerlink.sync.webhooks import UNVERIFIED, Outcome, WebhookSetupError, new_webhook_token
+from ledgerlink.sync.webhooks import UNVERIFIED, Outcome, WebhookSetupError, new_receipt, new_webhook_token
 
 log = logging.getLogger(__name__)
 
@@ -189,21 +189,10 @@ def handle_ship_notify(app: App, token: str, body: bytes) -> Outcome:
 
 
 def _accept(session: Session, connection_id: int, topic: str, webhook_id: str, resource_url: str) -> Outcome:
-    conn = session.get(Connection, connection_id)
-    if conn is None:
-        return UNVERIFIED
-    duplicate = session.scalars(
-        select(WebhookReceipt.id).where(
-            WebhookReceipt.connection_id == connection_id, WebhookReceipt.webhook_id == webhook_id
-        )
-    ).first()
-    if duplicate is not None:
-        return Outcome(200, {"status": "duplicate"})
-    receipt = WebhookReceipt(
-        company_id=conn.company_id, connection_id=connection_id, webhook_id=webhook_id, topic=topic
-    )
-    session.add(receipt)
-    session.flush()  # the unique constraint decides between concurrent duplicates here
+    received = new_receipt(session, connection_id, topic, webhook_id)
+    if isinstance(received, Outcome):
+        return received
+    conn, receipt = received
     reason = _not_receiving(session, conn)
     if reason:
         receipt.outcome, receipt.detail = "ignored", reason

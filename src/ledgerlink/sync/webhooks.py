@@ -222,7 +222,11 @@ def handle_shopify(app: App, delivery: ShopifyDelivery) -> Outcome:
         return Outcome(200, {"status": "duplicate"})
 
 
-def _accept(session: Session, connection_id: int, topic: str, webhook_id: str, payload: dict[str, Any]) -> Outcome:
+def new_receipt(
+    session: Session, connection_id: int, topic: str, webhook_id: str
+) -> tuple[Connection, WebhookReceipt] | Outcome:
+    """The delivery's receipt, added and flushed; or the answer to give when the connection is unknown or the
+    delivery was received before (a concurrent duplicate raises IntegrityError at the flush: the caller answers)."""
     conn = session.get(Connection, connection_id)
     if conn is None:
         return UNVERIFIED
@@ -238,6 +242,14 @@ def _accept(session: Session, connection_id: int, topic: str, webhook_id: str, p
     )
     session.add(receipt)
     session.flush()  # the unique constraint decides between concurrent duplicates here
+    return conn, receipt
+
+
+def _accept(session: Session, connection_id: int, topic: str, webhook_id: str, payload: dict[str, Any]) -> Outcome:
+    received = new_receipt(session, connection_id, topic, webhook_id)
+    if isinstance(received, Outcome):
+        return received
+    conn, receipt = received
     target = _target(session, conn, topic, payload)
     receipt.channel_order_id, receipt.order_number = target.channel_order_id[:64], target.number[:64]
     reason = target.skip or _not_syncable(session, conn)

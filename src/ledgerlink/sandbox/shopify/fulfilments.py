@@ -25,11 +25,11 @@ from collections.abc import Mapping, Sequence
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
 
-import httpx
 from fastapi import FastAPI, Request, Response
 from fastapi.responses import JSONResponse
 from starlette.concurrency import run_in_threadpool
 
+from ledgerlink.sandbox.shopify.admin_api import AdminApiClient
 from ledgerlink.sandbox.shopify.inventory import PRIMARY_LOCATION
 
 if TYPE_CHECKING:
@@ -267,19 +267,10 @@ def add_routes(app: FastAPI, sandbox: ShopifySandbox) -> None:
         return JSONResponse({"fulfillment": fulfillment}, 201)
 
 
-class FulfilmentsClient:
+class FulfilmentsClient(AdminApiClient):
     """A shipping app fulfilling over the Admin REST API, as current apps do: read the order's fulfillment
     orders, then create a fulfillment against them with the tracking. For the demo and the tests (ledgerlink
     itself never fulfils)."""
-
-    def __init__(self, base_url: str, access_token: str, api_version: str, client: httpx.Client | None = None) -> None:
-        self.root = f"{base_url.rstrip('/')}/admin/api/{api_version}"
-        self.headers = {"X-Shopify-Access-Token": access_token}
-        self.client = client or httpx.Client(timeout=10.0)
-
-    @classmethod
-    def for_sandbox(cls, sandbox: ShopifySandbox, base_url: str) -> FulfilmentsClient:
-        return cls(base_url, sandbox.access_token, sandbox.api_version)
 
     def fulfil(
         self,
@@ -311,18 +302,5 @@ class FulfilmentsClient:
         created: dict[str, Any] = self._post("fulfillments.json", body)["fulfillment"]
         return created
 
-    def _get(self, path: str) -> dict[str, Any]:
-        response = self.client.get(f"{self.root}/{path}", headers=self.headers)
-        response.raise_for_status()
-        answer: dict[str, Any] = response.json()
-        return answer
-
-    def _post(self, path: str, body: Mapping[str, Any]) -> dict[str, Any]:
-        response = self.client.post(f"{self.root}/{path}", headers=self.headers, json=body)
-        if response.status_code >= 400:
-            raise FulfilmentRefused(f"Shopify answered {response.status_code}: {response.text[:300]}", 422)
-        answer: dict[str, Any] = response.json()
-        return answer
-
-    def close(self) -> None:
-        self.client.close()
+    def _refused(self, message: str) -> Exception:
+        return FulfilmentRefused(message, 422)

@@ -10,32 +10,14 @@ from __future__ import annotations
 import copy
 from collections.abc import Mapping, Sequence
 from datetime import UTC, datetime
-from decimal import ROUND_HALF_UP, Decimal
+from decimal import Decimal
 from typing import Any
 
 from ledgerlink.sandbox.shopify import fulfilments, refunds
 from ledgerlink.sandbox.shopify.app import ShopifySandbox
+from ledgerlink.sandbox.shopify.refunds import ZERO, _cents, _d, _money, _money_set
 
-CENT = Decimal("0.01")
-ZERO = Decimal(0)
 _CAPTURED = frozenset({"sale", "capture"})
-
-
-def _d(value: object) -> Decimal:
-    return Decimal(str(value if value not in (None, "") else "0"))
-
-
-def _cents(value: Decimal) -> Decimal:
-    return value.quantize(CENT, rounding=ROUND_HALF_UP)
-
-
-def _money(value: Decimal) -> str:
-    return f"{_cents(value):.2f}"
-
-
-def _money_set(value: Decimal, currency: str) -> dict[str, Any]:
-    amount = {"amount": _money(value), "currency_code": currency}
-    return {"shop_money": amount, "presentment_money": dict(amount)}
 
 
 def _later(order: Mapping[str, Any]) -> str:

@@ -18,10 +18,11 @@ from datetime import UTC, datetime
 from decimal import ROUND_HALF_UP, Decimal, InvalidOperation
 from typing import TYPE_CHECKING, Any
 
-import httpx
 from fastapi import FastAPI, Request, Response
 from fastapi.responses import JSONResponse
 from starlette.concurrency import run_in_threadpool
+
+from ledgerlink.sandbox.shopify.admin_api import AdminApiClient
 
 if TYPE_CHECKING:
     from ledgerlink.sandbox.shopify.app import ShopifySandbox
@@ -402,18 +403,9 @@ def add_routes(app: FastAPI, sandbox: ShopifySandbox) -> None:
         return JSONResponse({"refunds": order.get("refunds") or []})
 
 
-class RefundsClient:
+class RefundsClient(AdminApiClient):
     """A Shopify app refunding over the Admin REST API, as real apps do: calculate first, then create with the
     suggested transaction. For the demo and the tests (ledgerlink itself never refunds)."""
-
-    def __init__(self, base_url: str, access_token: str, api_version: str, client: httpx.Client | None = None) -> None:
-        self.root = f"{base_url.rstrip('/')}/admin/api/{api_version}"
-        self.headers = {"X-Shopify-Access-Token": access_token}
-        self.client = client or httpx.Client(timeout=10.0)
-
-    @classmethod
-    def for_sandbox(cls, sandbox: ShopifySandbox, base_url: str) -> RefundsClient:
-        return cls(base_url, sandbox.access_token, sandbox.api_version)
 
     def refund(
         self,
@@ -449,18 +441,5 @@ class RefundsClient:
         created: dict[str, Any] = self._post(f"orders/{order_id}/refunds.json", {"refund": body})["refund"]
         return created
 
-    def _get(self, path: str) -> dict[str, Any]:
-        response = self.client.get(f"{self.root}/{path}", headers=self.headers)
-        response.raise_for_status()
-        answer: dict[str, Any] = response.json()
-        return answer
-
-    def _post(self, path: str, body: Mapping[str, Any]) -> dict[str, Any]:
-        response = self.client.post(f"{self.root}/{path}", headers=self.headers, json=body)
-        if response.status_code >= 400:
-            raise RefundRefused("http", f"Shopify answered {response.status_code}: {response.text[:300]}")
-        answer: dict[str, Any] = response.json()
-        return answer
-
-    def close(self) -> None:
-        self.client.close()
+    def _refused(self, message: str) -> Exception:
+        return RefundRefused("http", message)
