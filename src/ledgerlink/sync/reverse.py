@@ -484,27 +484,9 @@ class ReverseSync:
         return _Send(key, change.entity, change.id, label, token, body, cancel=False)
 
     def _new_row(self, session: Session, ctx: _Context, key: str, change: Change, label: str) -> ReverseOrder:
-        row = ReverseOrder(
-            company_id=ctx.company_id,
-            connection_id=ctx.connection_id,
-            books_id=ctx.books_id,
-            entity=change.entity,
-            qbo_id=change.id,
-            doc_number=label,
-            order_key=key,
-            state=ReverseState.SENDING,
-            seen_sync_token="",
-            sending_sync_token="",
-            sent_sync_token="",
-            own_sync_token="",
-            order_status="",
-            tracking_number="",
-            detail="",
-            sends=0,
+        return new_reverse_order(
+            session, (ctx.company_id, ctx.connection_id, ctx.books_id), change.entity, change.id, label, key
         )
-        session.add(row)
-        session.flush()
-        return row
 
     def _send(self, ctx: _Context, sends: Sequence[_Send], report: ReverseReport) -> None:
         """One createorders call per 100 (the rows are already recorded `sending`/`cancelling`)."""
@@ -751,6 +733,34 @@ class ReverseSync:
         raise PermanentError("QuickBooks Online kept answering that the sale was changed by someone else")
 
     # -- helpers ----------------------------------------------------------------------------------------------
+
+
+def new_reverse_order(
+    session: Session, owner: tuple[int, int, int], entity: str, remote_id: str, doc_number: str, order_key: str
+) -> ReverseOrder:
+    """The ledger row of a QuickBooks sale about to be sent (`owner`: company, ShipStation connection, books)."""
+    company_id, connection_id, books_id = owner
+    row = ReverseOrder(
+        company_id=company_id,
+        connection_id=connection_id,
+        books_id=books_id,
+        entity=entity,
+        qbo_id=remote_id,
+        doc_number=doc_number,
+        order_key=order_key,
+        state=ReverseState.SENDING,
+        seen_sync_token="",
+        sending_sync_token="",
+        sent_sync_token="",
+        own_sync_token="",
+        order_status="",
+        tracking_number="",
+        detail="",
+        sends=0,
+    )
+    session.add(row)
+    session.flush()
+    return row
 
 
 def cursor_row(session: Session, connection_id: int) -> ReverseCursor:

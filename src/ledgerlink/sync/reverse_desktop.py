@@ -87,6 +87,7 @@ from ledgerlink.sync.reverse import (
     _jsonable,
     _load_rows,
     _restore,
+    new_reverse_order,
     poll_shipments,
     record_created,
 )
@@ -484,26 +485,8 @@ def decide(
         )
         return "refused"
     if row is None:
-        row = ReverseOrder(
-            company_id=reader.company_id,
-            connection_id=reader.connection_id,
-            books_id=reader.books_id,
-            entity=entity,
-            qbo_id=txn_id,
-            doc_number=label[:64],
-            order_key=key,
-            state=ReverseState.SENDING,
-            seen_sync_token="",
-            sending_sync_token="",
-            sent_sync_token="",
-            own_sync_token="",
-            order_status="",
-            tracking_number="",
-            detail="",
-            sends=0,
-        )
-        session.add(row)
-        session.flush()
+        owner = (reader.company_id, reader.connection_id, reader.books_id)
+        row = new_reverse_order(session, owner, entity, txn_id, label[:64], key)
     try:
         body = desktop_to_shipstation(
             sale, entity, reader.books_id, reader.settings, items=items, subtotal_items=subtotal_items
